@@ -1,0 +1,79 @@
+//! Control-plane configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How a control-plane replica runs. Loaded from a TOML file plus
+/// `SLUICE_CP_*` environment overrides by the `sluice` binary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// `postgres://…` for production, `sqlite://PATH` for a single node.
+    pub store_url: String,
+    /// Where nodes attach over gRPC.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: SocketAddr,
+    /// Where the REST API, web pages and health endpoints are served.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// TLS for the gRPC listener. Required unless `insecure_grpc` is set.
+    #[serde(default)]
+    pub grpc_tls: Option<TlsFiles>,
+    /// Serve gRPC in plaintext. Refused unless `grpc_listen` is a loopback
+    /// address: it exists for local development only.
+    #[serde(default)]
+    pub insecure_grpc: bool,
+    /// The `iss` of tokens this control plane signs (its public URL).
+    pub issuer_url: String,
+    /// The `aud` of tokens this control plane signs.
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    /// The Ed25519 signing key (PKCS#8 PEM). Every replica loads the same file.
+    pub signing_key_file: PathBuf,
+    /// Create the key file if it does not exist (development only).
+    #[serde(default)]
+    pub generate_signing_key: bool,
+    /// A join token accepted from the start, so the first node can attach
+    /// before anyone has used the API. Stored hashed.
+    #[serde(default)]
+    pub bootstrap_join_token: Option<String>,
+    /// How often nodes send heartbeats.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How often a replica checks the store for changes made elsewhere.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub config_poll_interval: Duration,
+}
+
+/// A certificate and key in PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+fn default_grpc_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7443))
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_audience() -> String {
+    sluice_identity::DEFAULT_AUDIENCE.to_owned()
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(5)
+}

@@ -1,0 +1,222 @@
+//! The gRPC service nodes attach to.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sluice_proto::v1;
+use sluice_proto::v1::node_message::Kind as In;
+use sluice_proto::v1::control_message::Kind as Out;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
+
+use crate::audit;
+use crate::bus::{Bus, BusEvent};
+use crate::store::{JoinToken, Store};
+
+/// Serves `sluice.v1.NodeService`.
+#[derive(Clone)]
+pub struct NodeService {
+    store: Store,
+    bus: Bus,
+    snapshots: watch::Receiver<Arc<v1::Snapshot>>,
+    heartbeat_ms: u64,
+    shutdown: sluice_common::Shutdown,
+}
+
+impl NodeService {
+    /// A service over `store`, pushing what `snapshots` holds.
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        snapshots: watch::Receiver<Arc<v1::Snapshot>>,
+        heartbeat: std::time::Duration,
+        shutdown: sluice_common::Shutdown,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            snapshots,
+            heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(5000),
+            shutdown,
+        }
+    }
+
+    async fn authenticate<T>(&self, req: &Request<T>) -> Result<JoinToken, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated("missing join token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Status::unauthenticated("authorization must be a Bearer join token"))?;
+        match self.store.check_join_token(token).await {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(Status::unauthenticated("unknown or revoked join token")),
+            Err(e) => {
+                tracing::error!(error = %e, "join token check failed");
+                Err(Status::unavailable("control plane store unavailable"))
+            }
+        }
+    }
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::node_service_server::NodeService for NodeService {
+    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+        let join = self.authenticate(&req).await?;
+        let r = req.into_inner();
+        if r.node_name.is_empty() || r.node_name.len() > 200 {
+            return Err(Status::invalid_argument("node_name must be 1 to 200 characters"));
+        }
+        let node = self
+            .store
+            .register_node(&r.node_name, &r.version, &r.listen_addrs, &join.id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "node registration failed");
+                Status::unavailable("control plane store unavailable")
+            })?;
+        tracing::info!(node_id = %node.id, node = %node.name, "node registered");
+        Ok(Response::new(v1::RegisterResponse {
+            node_id: node.id,
+            heartbeat_interval_ms: self.heartbeat_ms,
+        }))
+    }
+
+    type AttachStream = OutStream;
+
+    async fn attach(&self, req: Request<Streaming<v1::NodeMessage>>) -> Result<Response<OutStream>, Status> {
+        self.authenticate(&req).await?;
+        let mut inbound = req.into_inner();
+        let hello = match inbound.message().await? {
+            Some(v1::NodeMessage { kind: Some(In::Hello(h)) }) => h,
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        let node = self
+            .store
+            .get_node(&hello.node_id)
+            .await
+            .map_err(|_| Status::unavailable("control plane store unavailable"))?
+            .ok_or_else(|| Status::not_found("unknown node id: register first"))?;
+        let (tx, rx) = mpsc::channel(256);
+        let session = AttachedNode {
+            svc: self.clone(),
+            node_id: node.id.clone(),
+            sent_version: hello.snapshot_version,
+            tx,
+        };
+        let span = tracing::info_span!("node_stream", node_id = %node.id, node = %node.name);
+        tokio::spawn(session.run(inbound).instrument(span));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as OutStream))
+    }
+}
+
+/// One attached node: relays snapshots and bus events down, stores what comes up.
+struct AttachedNode {
+    svc: NodeService,
+    node_id: String,
+    sent_version: u64,
+    tx: mpsc::Sender<Result<v1::ControlMessage, Status>>,
+}
+
+impl AttachedNode {
+    async fn run(mut self, mut inbound: Streaming<v1::NodeMessage>) {
+        tracing::info!("node attached");
+        let mut snapshots = self.svc.snapshots.clone();
+        let mut bus = self.svc.bus.subscribe();
+        snapshots.mark_changed();
+        let result: Result<(), Status> = async {
+            loop {
+                tokio::select! {
+                    () = self.svc.shutdown.cancelled() => return Err(Status::unavailable("control plane shutting down")),
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            return Err(Status::unavailable("control plane shutting down"));
+                        }
+                        let snap = snapshots.borrow_and_update().clone();
+                        if snap.version != self.sent_version {
+                            self.sent_version = snap.version;
+                            self.send(Out::Snapshot((*snap).clone())).await?;
+                        }
+                    }
+                    ev = bus.recv() => {
+                        if let Ok(BusEvent::KillSession { session_id, reason }) = ev {
+                            self.send(Out::KillSession(v1::KillSession { session_id, reason })).await?;
+                        }
+                    }
+                    msg = inbound.message() => match msg? {
+                        Some(m) => self.handle(m).await?,
+                        None => return Ok(()),
+                    },
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!("node detached"),
+            Err(s) => tracing::warn!(status = %s.message(), "node stream ended"),
+        }
+    }
+
+    async fn send(&self, kind: Out) -> Result<(), Status> {
+        self.tx
+            .send(Ok(v1::ControlMessage { kind: Some(kind) }))
+            .await
+            .map_err(|_| Status::cancelled("node went away"))
+    }
+
+    async fn handle(&mut self, msg: v1::NodeMessage) -> Result<(), Status> {
+        match msg.kind {
+            Some(In::Heartbeat(_)) => {
+                if let Err(e) = self.svc.store.touch_node(&self.node_id).await {
+                    tracing::warn!(error = %e, "cannot record heartbeat");
+                }
+                self.send(Out::HeartbeatAck(v1::HeartbeatAck {
+                    received_at_unix_ms: sluice_common::unix_ms(),
+                }))
+                .await
+            }
+            Some(In::Audit(batch)) => self.ingest(batch).await,
+            Some(In::ApprovalRequest(r)) => {
+                // Approval routing is not configured on this control plane:
+                // fail closed so the node refuses the statement.
+                self.send(Out::ApprovalDecision(v1::ApprovalDecision {
+                    request_id: r.request_id,
+                    state: "denied".to_owned(),
+                    reason: "no approval service is configured".to_owned(),
+                    ..Default::default()
+                }))
+                .await
+            }
+            Some(In::ApprovalCancel(_)) => Ok(()),
+            Some(In::Hello(_)) => Err(Status::invalid_argument("Hello may only be sent once")),
+            None => Err(Status::invalid_argument("empty message")),
+        }
+    }
+
+    async fn ingest(&mut self, batch: v1::AuditBatch) -> Result<(), Status> {
+        let events = batch
+            .events
+            .into_iter()
+            .map(|e| audit::from_proto(&self.node_id, e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Err(e) = self.svc.store.append_events(&events).await {
+            // Not acknowledged: the node keeps the events and resends them
+            // on its next stream.
+            tracing::error!(error = %e, events = events.len(), "cannot store audit events");
+            return Err(Status::unavailable("control plane store unavailable"));
+        }
+        metrics::counter!("sluice_cp_audit_events_stored_total").increment(events.len() as u64);
+        for ack in audit::acks(&events) {
+            self.send(Out::AuditAck(ack)).await?;
+        }
+        Ok(())
+    }
+}

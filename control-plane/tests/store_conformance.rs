@@ -1,0 +1,253 @@
+//! One conformance suite, run against both store backends: Postgres (a fresh
+//! database on the real server) and SQLite (a fresh file).
+
+use sluice_control_plane::store::{EventKind, NewTarget, SessionFilter, Store, StoreError, StoredEvent};
+use sluice_e2e::pg::TestDb;
+
+async fn postgres() -> (Store, TestDb) {
+    let db = TestDb::create().await.unwrap();
+    (Store::connect(&db.url).await.unwrap(), db)
+}
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    (Store::connect(&url).await.unwrap(), dir)
+}
+
+/// Runs `suite` against both backends.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() { let (s, _db) = super::postgres().await; super::$name(&s).await; })*
+        }
+        mod on_sqlite {
+            $(#[tokio::test] async fn $name() { let (s, _dir) = super::sqlite().await; super::$name(&s).await; })*
+        }
+    };
+}
+
+conformance!(
+    targets_round_trip_and_bump_the_revision,
+    duplicate_target_names_conflict,
+    join_tokens_are_hashed_and_revocable,
+    nodes_keep_their_id_across_registrations,
+    events_are_idempotent_and_maintain_sessions,
+    sessions_page_newest_first,
+    event_pages_follow_sequence,
+    bad_cursors_are_refused,
+);
+
+fn target(name: &str) -> NewTarget {
+    NewTarget {
+        name: name.to_owned(),
+        kind: "postgres".to_owned(),
+        host: "127.0.0.1".to_owned(),
+        port: 5432,
+        database: "demo".to_owned(),
+        username: "gw".to_owned(),
+        password: "s3cret".to_owned(),
+        tls_mode: "disable".to_owned(),
+    }
+}
+
+async fn targets_round_trip_and_bump_the_revision(s: &Store) {
+    let r0 = s.revision().await.unwrap();
+    let t = s.create_target(target("demo")).await.unwrap();
+    assert!(s.revision().await.unwrap() > r0);
+    let got = s.get_target("demo").await.unwrap().unwrap();
+    assert_eq!(got, t);
+    assert_eq!(got.password, "s3cret");
+    assert!(!format!("{got:?}").contains("s3cret"), "Debug must not print the password");
+    s.create_target(target("analytics")).await.unwrap();
+    let names: Vec<_> = s.list_targets().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["analytics", "demo"]);
+    let r1 = s.revision().await.unwrap();
+    assert!(s.delete_target("demo").await.unwrap());
+    assert!(!s.delete_target("demo").await.unwrap());
+    assert!(s.revision().await.unwrap() > r1);
+    assert!(s.get_target("demo").await.unwrap().is_none());
+}
+
+async fn duplicate_target_names_conflict(s: &Store) {
+    s.create_target(target("demo")).await.unwrap();
+    let err = s.create_target(target("demo")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+async fn join_tokens_are_hashed_and_revocable(s: &Store) {
+    let created = s.create_join_token("edge-1").await.unwrap();
+    assert!(created.token.starts_with("sjt_"));
+    let found = s.check_join_token(&created.token).await.unwrap().unwrap();
+    assert_eq!(found.id, created.record.id);
+    assert!(s.check_join_token("sjt_wrong").await.unwrap().is_none());
+    // The same operator-chosen secret stored twice is one token.
+    let a = s.insert_join_token("boot", "sjt_fixed").await.unwrap();
+    let b = s.insert_join_token("boot", "sjt_fixed").await.unwrap();
+    assert_eq!(a.id, b.id);
+    assert!(s.revoke_join_token(&created.record.id).await.unwrap());
+    assert!(!s.revoke_join_token(&created.record.id).await.unwrap());
+    assert!(s.check_join_token(&created.token).await.unwrap().is_none());
+    let listed = s.list_join_tokens().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|t| t.revoked_at.is_some()));
+}
+
+async fn nodes_keep_their_id_across_registrations(s: &Store) {
+    let jt = s.insert_join_token("boot", "sjt_x").await.unwrap();
+    let a = s.register_node("edge-1", "0.1.0", &["0.0.0.0:6432".into()], &jt.id).await.unwrap();
+    let b = s.register_node("edge-1", "0.2.0", &[], &jt.id).await.unwrap();
+    assert_eq!(a.id, b.id);
+    assert_eq!(b.version, "0.2.0");
+    assert_eq!(a.listen_addrs, ["0.0.0.0:6432"]);
+    s.register_node("edge-2", "0.1.0", &[], &jt.id).await.unwrap();
+    assert_eq!(s.list_nodes().await.unwrap().len(), 2);
+    s.touch_node(&a.id).await.unwrap();
+    assert!(s.get_node(&a.id).await.unwrap().unwrap().last_seen_at >= b.last_seen_at);
+}
+
+fn start(session: &str, at: i64, identity: &str) -> StoredEvent {
+    StoredEvent {
+        session_id: session.to_owned(),
+        seq: 1,
+        at,
+        kind: EventKind::SessionStart {
+            identity: identity.to_owned(),
+            identity_kind: "agent".to_owned(),
+            groups: vec!["agents".to_owned()],
+            target: "demo".to_owned(),
+            client_addr: "127.0.0.1:5000".to_owned(),
+            tls: true,
+            protocol: "postgres".to_owned(),
+            token_id: "jti".to_owned(),
+            application_name: "psql".to_owned(),
+            node_id: "node".to_owned(),
+        },
+    }
+}
+
+fn statement(session: &str, seq: u64, text: &str) -> StoredEvent {
+    StoredEvent {
+        session_id: session.to_owned(),
+        seq,
+        at: 10 + i64::try_from(seq).unwrap(),
+        kind: EventKind::Statement {
+            text: text.to_owned(),
+            decision: "allow".to_owned(),
+            policy: String::new(),
+            rule: String::new(),
+            reason: String::new(),
+            kinds: vec!["select".to_owned()],
+            protocol: "simple".to_owned(),
+            duration_us: 5,
+            rows: 1,
+            sqlstate: String::new(),
+            command_tag: "SELECT 1".to_owned(),
+            approval_id: String::new(),
+        },
+    }
+}
+
+fn sid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+async fn events_are_idempotent_and_maintain_sessions(s: &Store) {
+    let id = sid();
+    let batch = vec![start(&id, 1, "agent-1"), statement(&id, 2, "SELECT 1"), statement(&id, 3, "SELECT 2")];
+    s.append_events(&batch).await.unwrap();
+    // A resend of the same events changes nothing.
+    s.append_events(&batch).await.unwrap();
+    let end = StoredEvent {
+        session_id: id.clone(),
+        seq: 4,
+        at: 99,
+        kind: EventKind::SessionEnd {
+            reason: "client_closed".to_owned(),
+            statements: 2,
+            bytes_to_client: 10,
+            bytes_from_client: 20,
+        },
+    };
+    s.append_events(&[end]).await.unwrap();
+    let row = s.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(row.identity, "agent-1");
+    assert_eq!(row.groups, ["agents"]);
+    assert!(row.tls);
+    assert_eq!(row.statements, 2, "resent statements are not counted twice");
+    assert_eq!(row.ended_at, Some(99));
+    assert_eq!(row.end_reason.as_deref(), Some("client_closed"));
+    let events = s.list_events(&id, 0, 100).await.unwrap().items;
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(events[1], batch[1]);
+    assert!(s.get_session(&sid()).await.unwrap().is_none());
+}
+
+async fn sessions_page_newest_first(s: &Store) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let id = sid();
+        let who = if i % 2 == 0 { "even" } else { "odd" };
+        // Two sessions share a start time: the id breaks the tie.
+        s.append_events(&[start(&id, 100 + i64::from(i / 2 * 2), who)]).await.unwrap();
+        ids.push(id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .list_sessions(&SessionFilter {
+                limit: 3,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| (r.started_at, r.id.clone())));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7, "every session exactly once");
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first");
+    let odd = s
+        .list_sessions(&SessionFilter {
+            identity: Some("odd".into()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 3);
+    assert!(odd.items.iter().all(|r| r.identity == "odd"));
+}
+
+async fn event_pages_follow_sequence(s: &Store) {
+    let id = sid();
+    let mut batch = vec![start(&id, 1, "a")];
+    batch.extend((2..=11).map(|q| statement(&id, q, &format!("SELECT {q}"))));
+    s.append_events(&batch).await.unwrap();
+    let first = s.list_events(&id, 0, 4).await.unwrap();
+    assert_eq!(first.items.len(), 4);
+    let after: u64 = first.next_cursor.unwrap().parse().unwrap();
+    assert_eq!(after, 4);
+    let rest = s.list_events(&id, after, 100).await.unwrap();
+    assert_eq!(rest.items.first().unwrap().seq, 5);
+    assert_eq!(rest.items.len(), 7);
+    assert!(rest.next_cursor.is_none());
+}
+
+async fn bad_cursors_are_refused(s: &Store) {
+    let err = s
+        .list_sessions(&SessionFilter {
+            limit: 5,
+            cursor: Some("%%%".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Cursor));
+}

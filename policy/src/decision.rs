@@ -1,0 +1,48 @@
+/// What happens to a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Refuse it; nothing reaches the target.
+    Deny,
+    /// Hold it until a human approves.
+    Approval,
+}
+
+impl Verdict {
+    /// The name used in audit records and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Approval => "approval",
+        }
+    }
+}
+
+/// Who is asking, and where: everything a decision may depend on besides the
+/// statement itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The identity's name.
+    pub identity: &'a str,
+    /// The identity's groups.
+    pub groups: &'a [String],
+    /// The target's name.
+    pub target: &'a str,
+}
+
+/// A decision and why it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub verdict: Verdict,
+    /// The deciding policy, if one matched.
+    pub policy: Option<String>,
+    /// The deciding rule, if one matched.
+    pub rule: Option<String>,
+    /// Why, in words fit for the client (it names no secret).
+    pub reason: String,
+    /// Statement kinds, in order, for the audit record.
+    pub kinds: Vec<String>,
+}

@@ -1,0 +1,1 @@
+//! Starting the real binary: filled in with the data plane.
