@@ -17,7 +17,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `base` and capped at `max`.
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, current: base }
+        Self {
+            base,
+            max,
+            current: base,
+        }
     }
 
     /// The next delay to wait.
@@ -44,7 +48,10 @@ mod tests {
         let delays: Vec<_> = (0..10).map(|_| b.next_delay()).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
         assert!(delays[0] <= Duration::from_millis(100));
-        assert!(delays[9] >= Duration::from_millis(500), "capped delays stay near the cap");
+        assert!(
+            delays[9] >= Duration::from_millis(500),
+            "capped delays stay near the cap"
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
     }

@@ -79,14 +79,20 @@ pub fn ensure_self_signed(dir: &Path) -> Result<CertPaths, TlsError> {
     if paths.cert.exists() && paths.key.exists() {
         return Ok(paths);
     }
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| TlsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    write_private(&paths.key, certified.signing_key.serialize_pem().as_bytes()).map_err(io(&paths.key))?;
+    write_private(&paths.key, certified.signing_key.serialize_pem().as_bytes())
+        .map_err(io(&paths.key))?;
     std::fs::write(&paths.cert, certified.cert.pem()).map_err(io(&paths.cert))?;
     Ok(paths)
 }
@@ -122,7 +128,10 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig
             roots.add(cert)?;
         }
     } else {
-        for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"] {
+        for path in [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+        ] {
             if let Ok(certs) = load_certs(Path::new(path)) {
                 roots.add_parsable_certificates(certs);
                 break;
@@ -208,7 +217,11 @@ mod tests {
         let a = ensure_self_signed(dir.path()).unwrap();
         let before = std::fs::read(&a.cert).unwrap();
         let b = ensure_self_signed(dir.path()).unwrap();
-        assert_eq!(before, std::fs::read(&b.cert).unwrap(), "kept, not regenerated");
+        assert_eq!(
+            before,
+            std::fs::read(&b.cert).unwrap(),
+            "kept, not regenerated"
+        );
         server_config(&b).unwrap();
         let mode = std::fs::metadata(&b.key).unwrap().permissions();
         use std::os::unix::fs::PermissionsExt as _;

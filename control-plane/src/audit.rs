@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn acks_take_the_highest_seq_per_session() {
-        let (a, b) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+        let (a, b) = (
+            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
         let events: Vec<_> = [(&a, 1), (&b, 4), (&a, 3), (&a, 2)]
             .into_iter()
             .map(|(s, q)| from_proto("n", event(s, q)).unwrap())

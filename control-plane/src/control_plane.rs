@@ -54,7 +54,9 @@ pub struct ControlPlane {
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlPlane").field("store", &self.store.backend()).finish_non_exhaustive()
+        f.debug_struct("ControlPlane")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,12 +77,13 @@ impl ControlPlane {
         }
         let store = Store::connect(&config.store_url).await?;
         let key = load_signing_key(&config)?;
-        let issuer = Issuer::new(config.issuer_url.clone(), config.audience.clone(), key).map_err(|e| {
-            StartError::SigningKey {
-                path: config.signing_key_file.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+        let issuer =
+            Issuer::new(config.issuer_url.clone(), config.audience.clone(), key).map_err(|e| {
+                StartError::SigningKey {
+                    path: config.signing_key_file.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
         if let Some(token) = &config.bootstrap_join_token {
             store.insert_join_token("bootstrap", token).await?;
         }
@@ -126,7 +129,8 @@ impl ControlPlane {
             sluice_identity::MAX_LEEWAY_SECS,
         )
         .unwrap_or_else(|_| {
-            Verifier::from_jwks("", "", r#"{"keys":[]}"#, 0).unwrap_or_else(|_| unreachable!("empty key set parses"))
+            Verifier::from_jwks("", "", r#"{"keys":[]}"#, 0)
+                .unwrap_or_else(|_| unreachable!("empty key set parses"))
         })
     }
 
@@ -167,13 +171,16 @@ impl ControlPlane {
             let cert = std::fs::read(&tls.cert)?;
             let key = std::fs::read(&tls.key)?;
             builder = builder.tls_config(
-                tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)),
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
             )?;
         }
         let shutdown = self.shutdown.clone();
         builder
             .add_service(v1::node_service_server::NodeServiceServer::new(svc))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { shutdown.cancelled().await })
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                shutdown.cancelled().await
+            })
             .await?;
         Ok(())
     }
@@ -193,7 +200,8 @@ fn load_signing_key(config: &ControlPlaneConfig) -> Result<SigningKey, StartErro
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
             }
-            sluice_common::tls::write_private(path, pem.as_bytes()).map_err(|e| err(e.to_string()))?;
+            sluice_common::tls::write_private(path, pem.as_bytes())
+                .map_err(|e| err(e.to_string()))?;
             tracing::info!(path = %path.display(), "generated a new signing key");
             Ok(key)
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::Stream;
 use sluice_proto::v1;
-use sluice_proto::v1::node_message::Kind as In;
 use sluice_proto::v1::control_message::Kind as Out;
+use sluice_proto::v1::node_message::Kind as In;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -68,11 +68,16 @@ type OutStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> +
 
 #[tonic::async_trait]
 impl v1::node_service_server::NodeService for NodeService {
-    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
         let join = self.authenticate(&req).await?;
         let r = req.into_inner();
         if r.node_name.is_empty() || r.node_name.len() > 200 {
-            return Err(Status::invalid_argument("node_name must be 1 to 200 characters"));
+            return Err(Status::invalid_argument(
+                "node_name must be 1 to 200 characters",
+            ));
         }
         let node = self
             .store
@@ -91,11 +96,16 @@ impl v1::node_service_server::NodeService for NodeService {
 
     type AttachStream = OutStream;
 
-    async fn attach(&self, req: Request<Streaming<v1::NodeMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn attach(
+        &self,
+        req: Request<Streaming<v1::NodeMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         self.authenticate(&req).await?;
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
-            Some(v1::NodeMessage { kind: Some(In::Hello(h)) }) => h,
+            Some(v1::NodeMessage {
+                kind: Some(In::Hello(h)),
+            }) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
         let node = self

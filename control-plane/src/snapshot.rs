@@ -73,7 +73,11 @@ pub async fn follow(
         }
         match build(&store, &trust).await {
             Ok(snap) if snap.version != tx.borrow().version => {
-                tracing::info!(version = snap.version, targets = snap.targets.len(), "new snapshot");
+                tracing::info!(
+                    version = snap.version,
+                    targets = snap.targets.len(),
+                    "new snapshot"
+                );
                 tx.send_replace(Arc::new(snap));
             }
             Ok(_) => {}

@@ -1,7 +1,10 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! One conformance suite, run against both store backends: Postgres (a fresh
 //! database on the real server) and SQLite (a fresh file).
 
-use sluice_control_plane::store::{EventKind, NewTarget, SessionFilter, Store, StoreError, StoredEvent};
+use sluice_control_plane::store::{
+    EventKind, NewTarget, SessionFilter, Store, StoreError, StoredEvent,
+};
 use sluice_e2e::pg::TestDb;
 
 async fn postgres() -> (Store, TestDb) {
@@ -58,9 +61,18 @@ async fn targets_round_trip_and_bump_the_revision(s: &Store) {
     let got = s.get_target("demo").await.unwrap().unwrap();
     assert_eq!(got, t);
     assert_eq!(got.password, "s3cret");
-    assert!(!format!("{got:?}").contains("s3cret"), "Debug must not print the password");
+    assert!(
+        !format!("{got:?}").contains("s3cret"),
+        "Debug must not print the password"
+    );
     s.create_target(target("analytics")).await.unwrap();
-    let names: Vec<_> = s.list_targets().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = s
+        .list_targets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["analytics", "demo"]);
     let r1 = s.revision().await.unwrap();
     assert!(s.delete_target("demo").await.unwrap());
@@ -95,12 +107,20 @@ async fn join_tokens_are_hashed_and_revocable(s: &Store) {
 
 async fn nodes_keep_their_id_across_registrations(s: &Store) {
     let jt = s.insert_join_token("boot", "sjt_x").await.unwrap();
-    let a = s.register_node("edge-1", "0.1.0", &["0.0.0.0:6432".into()], &jt.id).await.unwrap();
-    let b = s.register_node("edge-1", "0.2.0", &[], &jt.id).await.unwrap();
+    let a = s
+        .register_node("edge-1", "0.1.0", &["0.0.0.0:6432".into()], &jt.id)
+        .await
+        .unwrap();
+    let b = s
+        .register_node("edge-1", "0.2.0", &[], &jt.id)
+        .await
+        .unwrap();
     assert_eq!(a.id, b.id);
     assert_eq!(b.version, "0.2.0");
     assert_eq!(a.listen_addrs, ["0.0.0.0:6432"]);
-    s.register_node("edge-2", "0.1.0", &[], &jt.id).await.unwrap();
+    s.register_node("edge-2", "0.1.0", &[], &jt.id)
+        .await
+        .unwrap();
     assert_eq!(s.list_nodes().await.unwrap().len(), 2);
     s.touch_node(&a.id).await.unwrap();
     assert!(s.get_node(&a.id).await.unwrap().unwrap().last_seen_at >= b.last_seen_at);
@@ -154,7 +174,11 @@ fn sid() -> String {
 
 async fn events_are_idempotent_and_maintain_sessions(s: &Store) {
     let id = sid();
-    let batch = vec![start(&id, 1, "agent-1"), statement(&id, 2, "SELECT 1"), statement(&id, 3, "SELECT 2")];
+    let batch = vec![
+        start(&id, 1, "agent-1"),
+        statement(&id, 2, "SELECT 1"),
+        statement(&id, 3, "SELECT 2"),
+    ];
     s.append_events(&batch).await.unwrap();
     // A resend of the same events changes nothing.
     s.append_events(&batch).await.unwrap();
@@ -178,7 +202,10 @@ async fn events_are_idempotent_and_maintain_sessions(s: &Store) {
     assert_eq!(row.ended_at, Some(99));
     assert_eq!(row.end_reason.as_deref(), Some("client_closed"));
     let events = s.list_events(&id, 0, 100).await.unwrap().items;
-    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
     assert_eq!(events[1], batch[1]);
     assert!(s.get_session(&sid()).await.unwrap().is_none());
 }
@@ -189,7 +216,9 @@ async fn sessions_page_newest_first(s: &Store) {
         let id = sid();
         let who = if i % 2 == 0 { "even" } else { "odd" };
         // Two sessions share a start time: the id breaks the tie.
-        s.append_events(&[start(&id, 100 + i64::from(i / 2 * 2), who)]).await.unwrap();
+        s.append_events(&[start(&id, 100 + i64::from(i / 2 * 2), who)])
+            .await
+            .unwrap();
         ids.push(id);
     }
     let mut seen = Vec::new();

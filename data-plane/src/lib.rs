@@ -1,1 +1,17 @@
-//! stub
+//! The data plane: a stateless node that terminates client protocols,
+//! decides every statement locally from a snapshot the control plane pushes,
+//! forwards what is allowed with credentials only the gateway holds, and
+//! streams the audit trail back.
+//!
+//! Layout: [`pg`] holds the Postgres protocol (client side, upstream side,
+//! codec, relay); [`control`] the link to the control plane; [`sessions`] the
+//! node's live sessions.
+
+pub mod config;
+pub mod control;
+mod node;
+pub mod pg;
+pub mod sessions;
+
+pub use config::DataPlaneConfig;
+pub use node::{BoundNode, NodeError};

@@ -36,7 +36,11 @@ pub struct IssuedToken {
 
 impl Issuer {
     /// An issuer named `issuer` (a URL) signing for `audience`.
-    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, key: SigningKey) -> Result<Self, KeyError> {
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        key: SigningKey,
+    ) -> Result<Self, KeyError> {
         let encoding = EncodingKey::from_ed_der(&key.pkcs8_der()?);
         Ok(Self {
             issuer: issuer.into(),

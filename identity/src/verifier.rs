@@ -3,10 +3,10 @@ use std::collections::HashMap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+use crate::MAX_LEEWAY_SECS;
 use crate::claims::{Claims, Identity};
 use crate::error::TokenError;
 use crate::keys::KeyError;
-use crate::MAX_LEEWAY_SECS;
 
 /// Validates tokens of one issuer against its key set, locally.
 #[derive(Clone)]
@@ -28,21 +28,32 @@ impl Verifier {
     /// `audience`. Keys of any other type are skipped: the algorithm is fixed
     /// by configuration, so an RSA or HMAC key can never be used to accept a
     /// token (this closes the "HS256 signed with the public key" confusion).
-    pub fn from_jwks(issuer: &str, audience: &str, jwks_json: &str, leeway_secs: u64) -> Result<Self, KeyError> {
-        let set: JwkSet = serde_json::from_str(jwks_json).map_err(|e| KeyError::Jwks(e.to_string()))?;
+    pub fn from_jwks(
+        issuer: &str,
+        audience: &str,
+        jwks_json: &str,
+        leeway_secs: u64,
+    ) -> Result<Self, KeyError> {
+        let set: JwkSet =
+            serde_json::from_str(jwks_json).map_err(|e| KeyError::Jwks(e.to_string()))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let (Some(kid), AlgorithmParameters::OctetKeyPair(okp)) = (&jwk.common.key_id, &jwk.algorithm) else {
+            let (Some(kid), AlgorithmParameters::OctetKeyPair(okp)) =
+                (&jwk.common.key_id, &jwk.algorithm)
+            else {
                 continue;
             };
             if okp.curve != EllipticCurve::Ed25519 {
                 continue;
             }
-            let key = DecodingKey::from_ed_components(&okp.x).map_err(|e| KeyError::Jwks(e.to_string()))?;
+            let key = DecodingKey::from_ed_components(&okp.x)
+                .map_err(|e| KeyError::Jwks(e.to_string()))?;
             // The crypto backend slices the first 32 bytes; refuse anything
             // shorter here instead of letting a bad key set panic later.
             if key.as_bytes().len() != 32 {
-                return Err(KeyError::Jwks(format!("key {kid} is not a 32-byte Ed25519 key")));
+                return Err(KeyError::Jwks(format!(
+                    "key {kid} is not a 32-byte Ed25519 key"
+                )));
             }
             keys.insert(kid.clone(), key);
         }
@@ -100,15 +111,26 @@ mod tests {
 
     fn token(issuer: &Issuer) -> String {
         issuer
-            .issue("agent-1", PrincipalKind::Agent, &["agents".into()], &[Role::Auditor], Duration::from_secs(300))
+            .issue(
+                "agent-1",
+                PrincipalKind::Agent,
+                &["agents".into()],
+                &[Role::Auditor],
+                Duration::from_secs(300),
+            )
             .unwrap()
             .token
     }
 
     /// Re-encodes one part of a compact JWT.
-    fn with_part(token: &str, index: usize, f: impl FnOnce(serde_json::Value) -> serde_json::Value) -> String {
+    fn with_part(
+        token: &str,
+        index: usize,
+        f: impl FnOnce(serde_json::Value) -> serde_json::Value,
+    ) -> String {
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let json: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[index]).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[index]).unwrap()).unwrap();
         parts[index] = URL_SAFE_NO_PAD.encode(f(json).to_string());
         parts.join(".")
     }
@@ -139,7 +161,9 @@ mod tests {
     #[test]
     fn hs256_signed_with_the_public_key_is_refused() {
         let (issuer, verifier) = setup();
-        let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token(&issuer)).unwrap().claims;
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token(&issuer))
+            .unwrap()
+            .claims;
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some(issuer.key().kid().to_owned());
         let forged = jsonwebtoken::encode(
@@ -171,11 +195,20 @@ mod tests {
     #[test]
     fn wrong_issuer_and_audience_are_refused() {
         let key = SigningKey::generate();
-        let verifier = Verifier::from_jwks(ISS, "sluice", &SigningKey::jwks_json(&[key.clone()]), 0).unwrap();
+        let verifier = Verifier::from_jwks(
+            ISS,
+            "sluice",
+            &SigningKey::jwks_json(std::slice::from_ref(&key)),
+            0,
+        )
+        .unwrap();
         let wrong_iss = Issuer::new("https://evil.example", "sluice", key.clone()).unwrap();
         assert_eq!(verifier.verify(&token(&wrong_iss)), Err(TokenError::Issuer));
         let wrong_aud = Issuer::new(ISS, "other", key).unwrap();
-        assert_eq!(verifier.verify(&token(&wrong_aud)), Err(TokenError::Audience));
+        assert_eq!(
+            verifier.verify(&token(&wrong_aud)),
+            Err(TokenError::Audience)
+        );
     }
 
     #[test]

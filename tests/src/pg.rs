@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The admin connection URL of the test server: `SLUICE_TEST_PG`, or the
 /// local server with trust authentication.
 pub fn admin_url() -> String {
-    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("SLUICE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A database created for one test and dropped when the value is.
@@ -24,7 +25,9 @@ impl TestDb {
         let name = format!("sluice_t_{}", uuid::Uuid::new_v4().simple());
         let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
         let base = admin_url();
         let url = match base.rsplit_once('/') {
             Some((prefix, _)) => format!("{prefix}/{name}"),
@@ -60,11 +63,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside or outside a runtime; a thread of its own works in both.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
                     tokio::spawn(conn);
                     let _ = client
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

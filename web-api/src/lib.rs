@@ -1,1 +1,151 @@
-//! stub
+//! The REST API of the control plane: targets, sessions and their events,
+//! nodes and join tokens for administrators, the public key set for anyone
+//! who must verify our tokens, and an OpenAPI document describing it all.
+//!
+//! It runs inside the control-plane process and reads and writes through the
+//! same [`ControlPlane`] the gRPC service uses, so a change made here reaches
+//! nodes exactly as any other change does. Every error is an RFC 9457 problem
+//! document; every `/api/v1` endpoint needs a bearer token with a role.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod join_tokens;
+pub mod nodes;
+pub mod openapi;
+pub mod sessions;
+pub mod targets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::MatchedPath;
+use axum::http::{Request, header};
+use axum::routing::get;
+use serde::Serialize;
+use sluice_common::Shutdown;
+use sluice_common::health::Readiness;
+use sluice_control_plane::ControlPlane;
+use sluice_identity::Verifier;
+use tokio::net::TcpListener;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::{OpenApi as _, ToSchema};
+
+pub use error::ApiError;
+
+/// What every handler shares; built once per router.
+#[derive(Clone)]
+pub struct AppState {
+    cp: ControlPlane,
+    verifier: Arc<Verifier>,
+    jwks: Arc<String>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("cp", &self.cp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A whole collection in one response. Wrapped in an object, not a bare
+/// array, so paging can be added later without breaking clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Items<T> {
+    /// The items.
+    pub items: Vec<T>,
+}
+
+impl<T> Items<T> {
+    fn new(items: Vec<T>) -> Self {
+        Self { items }
+    }
+}
+
+/// One page of a collection too large to return whole.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// This page's items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Builds the whole HTTP surface of a control-plane replica: the REST API,
+/// the key set, the OpenAPI document and the health endpoints (`/livez`,
+/// `/readyz`, `/metrics`), with request tracing that never records headers.
+pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
+    let state = AppState {
+        verifier: Arc::new(cp.verifier()),
+        jwks: Arc::new(cp.issuer.jwks_json()),
+        cp,
+    };
+    // Rendered once; each request gets a cheap clone of the bytes.
+    let openapi = Bytes::from(openapi::ApiDoc::openapi().to_json().unwrap_or_default());
+    let api = Router::new()
+        .merge(targets::routes())
+        .merge(sessions::routes())
+        .merge(events::routes())
+        .merge(nodes::routes())
+        .merge(join_tokens::routes())
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .merge(sluice_common::health::router(ready))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(trace_layer())
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, finishing requests
+/// in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    sluice_common::health::serve(listener, router, shutdown).await
+}
+
+/// One span per request with method, path and route only: headers (the
+/// bearer token above all) and query strings are never recorded. The
+/// `identity` field is filled in once a token verifies.
+fn trace_layer<B>() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&Request<B>) -> tracing::Span + Clone,
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<B>| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned());
+            tracing::info_span!(
+                "http",
+                method = %req.method(),
+                path = %req.uri().path(),
+                route = route.as_deref().unwrap_or(""),
+                identity = tracing::field::Empty,
+            )
+        })
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+}
+
+/// A µs timestamp as RFC 3339 (UTC, microsecond precision), the form people
+/// and most tools read; the raw µs value travels beside it.
+pub(crate) fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}

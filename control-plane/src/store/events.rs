@@ -104,7 +104,8 @@ pub struct StoredEvent {
 type Row = (String, i64, i64, String);
 
 fn from_row(r: Row) -> Result<StoredEvent, StoreError> {
-    let kind: EventKind = serde_json::from_str(&r.3).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+    let kind: EventKind = serde_json::from_str(&r.3)
+        .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
     Ok(StoredEvent {
         session_id: r.0,
         seq: u64::try_from(r.1).unwrap_or(0),
@@ -128,9 +129,12 @@ impl Store {
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
             for e in events {
-                let payload = serde_json::to_string(&e.kind).map_err(|err| StoreError::Database(sqlx::Error::Encode(Box::new(err))))?;
+                let payload = serde_json::to_string(&e.kind)
+                    .map_err(|err| StoreError::Database(sqlx::Error::Encode(Box::new(err))))?;
                 let (statement, decision) = match &e.kind {
-                    EventKind::Statement { text, decision, .. } => (Some(text.as_str()), Some(decision.as_str())),
+                    EventKind::Statement { text, decision, .. } => {
+                        (Some(text.as_str()), Some(decision.as_str()))
+                    }
                     _ => (None, None),
                 };
                 let inserted = sqlx::query(
@@ -184,18 +188,22 @@ impl Store {
                         .await?;
                     }
                     EventKind::Statement { .. } => {
-                        sqlx::query("UPDATE sessions SET statements = statements + 1 WHERE id = $1")
-                            .bind(&e.session_id)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "UPDATE sessions SET statements = statements + 1 WHERE id = $1",
+                        )
+                        .bind(&e.session_id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     EventKind::SessionEnd { reason, .. } => {
-                        sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1")
-                            .bind(&e.session_id)
-                            .bind(e.at)
-                            .bind(reason)
-                            .execute(&mut *tx)
-                            .await?;
+                        sqlx::query(
+                            "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1",
+                        )
+                        .bind(&e.session_id)
+                        .bind(e.at)
+                        .bind(reason)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
             }
@@ -205,9 +213,15 @@ impl Store {
     }
 
     /// A session's events in order, `limit` at a time after sequence `after`.
-    pub async fn list_events(&self, session_id: &str, after: u64, limit: u32) -> Result<Page<StoredEvent>, StoreError> {
+    pub async fn list_events(
+        &self,
+        session_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page<StoredEvent>, StoreError> {
         let limit = limit.clamp(1, 1000);
-        let rows: Vec<Row> = with_pool!(self, |p| sqlx::query_as(
+        let rows: Vec<Row> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT session_id, seq, at, payload FROM session_events WHERE session_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3"
         )
@@ -215,8 +229,12 @@ impl Store {
         .bind(seq_i64(after))
         .bind(i64::from(limit) + 1)
         .fetch_all(p)
-        .await)?;
-        let mut items = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        .await
+        })?;
+        let mut items = rows
+            .into_iter()
+            .map(from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|e| e.seq.to_string())

@@ -56,7 +56,11 @@ impl Store {
 
     /// Stores a join token whose secret the operator chose (for bootstrapping
     /// from configuration). Storing the same secret twice returns the first.
-    pub async fn insert_join_token(&self, name: &str, token: &str) -> Result<JoinToken, StoreError> {
+    pub async fn insert_join_token(
+        &self,
+        name: &str,
+        token: &str,
+    ) -> Result<JoinToken, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_us();
         let h = hash(token);
@@ -82,22 +86,26 @@ impl Store {
 
     /// The live (unrevoked) join token matching `token`, if any.
     pub async fn check_join_token(&self, token: &str) -> Result<Option<JoinToken>, StoreError> {
-        let row: Option<Row> = with_pool!(self, |p| sqlx::query_as(
+        let row: Option<Row> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, created_at, revoked_at FROM join_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
         )
         .bind(hash(token))
         .fetch_optional(p)
-        .await)?;
+        .await
+        })?;
         Ok(row.map(from_row))
     }
 
     /// Every join token, newest first, without secrets.
     pub async fn list_join_tokens(&self) -> Result<Vec<JoinToken>, StoreError> {
-        let rows: Vec<Row> = with_pool!(self, |p| sqlx::query_as(
+        let rows: Vec<Row> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, created_at, revoked_at FROM join_tokens ORDER BY created_at DESC, id DESC"
         )
         .fetch_all(p)
-        .await)?;
+        .await
+        })?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 

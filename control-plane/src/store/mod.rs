@@ -46,7 +46,9 @@ pub enum StoreError {
 impl StoreError {
     fn from_insert(e: sqlx::Error, what: &str) -> Self {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(what.to_owned()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(what.to_owned())
+            }
             _ => Self::Database(e),
         }
     }
@@ -94,7 +96,9 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Self { pool: Pool::Postgres(pool) }
+            Self {
+                pool: Pool::Postgres(pool),
+            }
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             Self::open_sqlite(Path::new(path)).await?
         } else {
@@ -112,8 +116,13 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        Ok(Self { pool: Pool::Sqlite(pool) })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool: Pool::Sqlite(pool),
+        })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -140,9 +149,11 @@ impl Store {
 
     /// The configuration revision: it grows on every change nodes must see.
     pub async fn revision(&self) -> Result<u64, StoreError> {
-        let (rev,): (i64,) = with_pool!(self, |p| sqlx::query_as("SELECT revision FROM config_revision WHERE id = 1")
-            .fetch_one(p)
-            .await)?;
+        let (rev,): (i64,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT revision FROM config_revision WHERE id = 1"
+        )
+        .fetch_one(p)
+        .await)?;
         Ok(u64::try_from(rev).unwrap_or(0))
     }
 
@@ -159,7 +170,8 @@ pub(crate) fn now_us() -> i64 {
 
 /// SQL that bumps the configuration revision; run in the same transaction as
 /// the change it announces.
-pub(crate) const BUMP_REVISION: &str = "UPDATE config_revision SET revision = revision + 1 WHERE id = 1";
+pub(crate) const BUMP_REVISION: &str =
+    "UPDATE config_revision SET revision = revision + 1 WHERE id = 1";
 
 /// Encodes a (time, id) position as an opaque cursor.
 pub(crate) fn encode_cursor(at: i64, id: &str) -> String {

@@ -52,7 +52,8 @@ impl Store {
         let now = now_us();
         let addrs = serde_json::to_string(listen_addrs).unwrap_or_else(|_| "[]".to_owned());
         let id = uuid::Uuid::now_v7().to_string();
-        with_pool!(self, |p| sqlx::query(
+        with_pool!(self, |p| {
+            sqlx::query(
             "INSERT INTO nodes (id, name, version, listen_addrs, join_token_id, registered_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) \
              ON CONFLICT (name) DO UPDATE SET version = $3, listen_addrs = $4, join_token_id = $5, last_seen_at = $6"
@@ -65,7 +66,8 @@ impl Store {
         .bind(now)
         .execute(p)
         .await
-        .map(drop))?;
+        .map(drop)
+        })?;
         let sql = concat!("SELECT ", columns!(), " FROM nodes WHERE name = $1");
         let row: Row = with_pool!(self, |p| sqlx::query_as(sql).bind(name).fetch_one(p).await)?;
         Ok(from_row(row))
@@ -73,19 +75,24 @@ impl Store {
 
     /// Records that a node was heard from.
     pub async fn touch_node(&self, id: &str) -> Result<(), StoreError> {
-        with_pool!(self, |p| sqlx::query("UPDATE nodes SET last_seen_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now_us())
-            .execute(p)
-            .await
-            .map(drop))?;
+        with_pool!(self, |p| sqlx::query(
+            "UPDATE nodes SET last_seen_at = $2 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(now_us())
+        .execute(p)
+        .await
+        .map(drop))?;
         Ok(())
     }
 
     /// One node by id.
     pub async fn get_node(&self, id: &str) -> Result<Option<Node>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM nodes WHERE id = $1");
-        let row: Option<Row> = with_pool!(self, |p| sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<Row> = with_pool!(self, |p| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         Ok(row.map(from_row))
     }
 

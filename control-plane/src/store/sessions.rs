@@ -95,7 +95,10 @@ fn from_row(r: Row) -> SessionRow {
 
 impl Store {
     /// Sessions, newest first.
-    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Page<SessionRow>, StoreError> {
+    pub async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> Result<Page<SessionRow>, StoreError> {
         let limit = filter.limit.clamp(1, 500);
         // A cursor far in the future starts at the newest session.
         let (at, id) = match &filter.cursor {
@@ -131,7 +134,10 @@ impl Store {
     /// One session by id.
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM sessions WHERE id = $1");
-        let row: Option<Row> = with_pool!(self, |p| sqlx::query_as(sql).bind(id).fetch_optional(p).await)?;
+        let row: Option<Row> = with_pool!(self, |p| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?;
         Ok(row.map(from_row))
     }
 }

@@ -61,7 +61,18 @@ pub struct NewTarget {
     pub tls_mode: String,
 }
 
-type TargetRow = (String, String, String, String, i64, String, String, String, String, i64);
+type TargetRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+);
 
 macro_rules! columns {
     () => {
@@ -135,7 +146,10 @@ impl Store {
     /// One target by name.
     pub async fn get_target(&self, name: &str) -> Result<Option<Target>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM targets WHERE name = $1");
-        let row: Option<TargetRow> = with_pool!(self, |p| sqlx::query_as(sql).bind(name).fetch_optional(p).await)?;
+        let row: Option<TargetRow> = with_pool!(self, |p| sqlx::query_as(sql)
+            .bind(name)
+            .fetch_optional(p)
+            .await)?;
         Ok(row.map(from_row))
     }
 

@@ -1,0 +1,344 @@
+//! `sluice dev`: the whole product in one process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use sluice_common::Shutdown;
+use sluice_control_plane::store::NewTarget;
+use sluice_control_plane::{ControlPlane, ControlPlaneConfig};
+use sluice_data_plane::control::snapshot::SnapshotCell;
+use sluice_data_plane::{BoundNode, DataPlaneConfig};
+use sluice_identity::{PrincipalKind, Role};
+use tokio::net::TcpListener;
+
+use crate::cli::DevArgs;
+use crate::demo_pg::{self, DemoPostgres};
+use crate::roles::{cancel_on_signal, serve_control_plane};
+
+/// What `--ready-file` receives: everything a script needs to use the gateway.
+#[derive(Debug, Serialize)]
+struct Ready {
+    pg_url: String,
+    api_url: String,
+    admin_token: String,
+    agent_token: String,
+    psql: String,
+    data_dir: PathBuf,
+    targets: Vec<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sluice")
+        .join("dev")
+}
+
+/// Parses `NAME=postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE`.
+pub fn parse_target(spec: &str) -> anyhow::Result<NewTarget> {
+    let (name, raw) = spec.split_once('=').context("--target must be NAME=URL")?;
+    let url = url::Url::parse(raw).with_context(|| format!("--target {name}: not a URL"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        bail!("--target {name}: only postgres:// targets are supported so far");
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let tls_mode = url
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode")
+        .map_or_else(|| "prefer".to_owned(), |(_, v)| v.into_owned());
+    if !matches!(
+        tls_mode.as_str(),
+        "disable" | "prefer" | "require" | "verify-full"
+    ) {
+        bail!("--target {name}: sslmode must be disable, prefer, require or verify-full");
+    }
+    let database = url.path().trim_start_matches('/');
+    Ok(NewTarget {
+        name: name.to_owned(),
+        kind: "postgres".to_owned(),
+        host: url
+            .host_str()
+            .context("--target: the URL needs a host")?
+            .to_owned(),
+        port: url.port().unwrap_or(5432),
+        database: if database.is_empty() {
+            name.to_owned()
+        } else {
+            decode(database)
+        },
+        username: decode(url.username()),
+        password: decode(url.password().unwrap_or("")),
+        tls_mode,
+    })
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let shutdown = Shutdown::new();
+    cancel_on_signal(&shutdown);
+
+    let mut targets = args
+        .targets
+        .iter()
+        .map(|t| parse_target(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let demo = if targets.is_empty() && !args.no_demo {
+        start_demo(&mut targets).await?
+    } else {
+        None
+    };
+    let result = run_with(&args, &data_dir, targets, &shutdown).await;
+    if let Some(pg) = demo {
+        pg.stop().await;
+    }
+    result
+}
+
+async fn start_demo(targets: &mut Vec<NewTarget>) -> anyhow::Result<Option<DemoPostgres>> {
+    let Some(bin) = demo_pg::find_bin_dir() else {
+        tracing::warn!(
+            "no PostgreSQL server binaries found (initdb, postgres); add a target with \
+             --target NAME=postgres://USER:PASSWORD@HOST:PORT/DB"
+        );
+        return Ok(None);
+    };
+    tracing::info!(bin = %bin.display(), "starting a demo PostgreSQL");
+    let pg = DemoPostgres::start(&bin).await.context("demo database")?;
+    targets.push(NewTarget {
+        name: "demo".to_owned(),
+        kind: "postgres".to_owned(),
+        host: "127.0.0.1".to_owned(),
+        port: pg.port,
+        database: "demo".to_owned(),
+        username: demo_pg::GATEWAY_ROLE.to_owned(),
+        password: pg.password.clone(),
+        tls_mode: "disable".to_owned(),
+    });
+    Ok(Some(pg))
+}
+
+async fn run_with(
+    args: &DevArgs,
+    data_dir: &std::path::Path,
+    targets: Vec<NewTarget>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<ExitCode> {
+    let grpc = TcpListener::bind("127.0.0.1:0").await?;
+    let grpc_addr = grpc.local_addr()?;
+    let http = TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (use --http-listen)", args.http_listen))?;
+    let http_addr = http.local_addr()?;
+    let api_url = format!("http://{http_addr}");
+    let join_token = format!("sjt_dev_{}", uuid::Uuid::new_v4().simple());
+    let cp_config = ControlPlaneConfig {
+        store_url: format!("sqlite://{}", data_dir.join("sluice.db").display()),
+        grpc_listen: grpc_addr,
+        http_listen: http_addr,
+        grpc_tls: None,
+        insecure_grpc: true,
+        issuer_url: api_url.clone(),
+        audience: sluice_identity::DEFAULT_AUDIENCE.to_owned(),
+        signing_key_file: data_dir.join("signing-key.pem"),
+        generate_signing_key: true,
+        bootstrap_join_token: Some(join_token.clone()),
+        heartbeat_interval: Duration::from_secs(2),
+        config_poll_interval: Duration::from_secs(2),
+    };
+    let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
+    let names = register_targets(&cp, targets).await?;
+
+    let node_config = DataPlaneConfig {
+        node_name: "dev".to_owned(),
+        control_plane_url: format!("http://{grpc_addr}"),
+        control_plane_ca: None,
+        join_token,
+        pg_listen: args.pg_listen,
+        http_listen: "127.0.0.1:0".parse()?,
+        tls_cert: None,
+        tls_key: None,
+        tls_self_signed_dir: Some(data_dir.to_path_buf()),
+        insecure_plaintext: args.pg_listen.ip().is_loopback(),
+        max_snapshot_age: Duration::from_secs(60),
+        message_timeout: Duration::from_secs(30),
+        startup_timeout: Duration::from_secs(15),
+        upstream_connect_timeout: Duration::from_secs(10),
+        max_client_message_bytes: 64 << 20,
+        max_server_message_bytes: 1 << 30,
+        audit_buffer_events: 100_000,
+    };
+    let node = BoundNode::bind(node_config).await.with_context(|| {
+        format!(
+            "data plane (use --pg-listen to pick another address than {})",
+            args.pg_listen
+        )
+    })?;
+    let pg_addr = node.pg_addr()?;
+    let snapshot = node.snapshot();
+    let node_task = tokio::spawn(node.run(shutdown.clone()));
+    let cp_task = {
+        let cp = cp.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { serve_control_plane(&cp, grpc, http, &shutdown).await })
+    };
+
+    wait_ready(&snapshot, &names).await?;
+    let ready = credentials(&cp, &api_url, pg_addr, data_dir, &names, args.token_ttl)?;
+    if let Some(path) = &args.ready_file {
+        let json = serde_json::to_vec_pretty(&ready)?;
+        sluice_common::tls::write_private(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print_banner(&ready);
+
+    shutdown.cancelled().await;
+    let _ = node_task.await;
+    cp_task.await.context("control plane task")??;
+    cp.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn register_targets(
+    cp: &ControlPlane,
+    targets: Vec<NewTarget>,
+) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for t in targets {
+        // `sluice dev` keeps its store between runs; the command line wins.
+        cp.delete_target(&t.name).await?;
+        let name = t.name.clone();
+        cp.create_target(t)
+            .await
+            .with_context(|| format!("registering target {name}"))?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+async fn wait_ready(snapshot: &Arc<SnapshotCell>, names: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = snapshot.usable()
+            && names.iter().all(|n| s.targets.contains_key(n))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the data plane did not receive its configuration within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn credentials(
+    cp: &ControlPlane,
+    api_url: &str,
+    pg_addr: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+    names: &[String],
+    ttl: Duration,
+) -> anyhow::Result<Ready> {
+    let admin = cp.issuer.issue(
+        "admin",
+        PrincipalKind::Person,
+        &["admins".to_owned()],
+        &[Role::Admin, Role::Approver, Role::Auditor],
+        ttl,
+    )?;
+    let agent = cp.issuer.issue(
+        "agent",
+        PrincipalKind::Agent,
+        &["agents".to_owned()],
+        &[],
+        ttl,
+    )?;
+    let db = names.first().map_or("demo", String::as_str);
+    let pg_url = format!(
+        "postgres://agent:{}@{pg_addr}/{db}?sslmode=require",
+        agent.token
+    );
+    Ok(Ready {
+        psql: format!("psql \"{pg_url}\""),
+        pg_url,
+        api_url: api_url.to_owned(),
+        admin_token: admin.token,
+        agent_token: agent.token,
+        data_dir: data_dir.to_path_buf(),
+        targets: names.to_vec(),
+    })
+}
+
+#[allow(clippy::print_stdout)]
+fn print_banner(r: &Ready) {
+    println!();
+    println!("Sluice is running.");
+    println!();
+    if r.targets.is_empty() {
+        println!(
+            "  No target yet. Restart with --target NAME=postgres://USER:PASSWORD@HOST:PORT/DB"
+        );
+    } else {
+        println!(
+            "  Connect as the demo agent (targets: {}):",
+            r.targets.join(", ")
+        );
+        println!();
+        println!("    {}", r.psql);
+    }
+    println!();
+    println!(
+        "  API:   {}   (Authorization: Bearer $ADMIN_TOKEN)",
+        r.api_url
+    );
+    println!(
+        "  Sessions: curl -H \"Authorization: Bearer $ADMIN_TOKEN\" {}/api/v1/sessions",
+        r.api_url
+    );
+    println!("  ADMIN_TOKEN={}", r.admin_token);
+    println!();
+    println!("  Data: {}    Press Ctrl-C to stop.", r.data_dir.display());
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_urls_parse_with_defaults_and_escapes() {
+        let t =
+            parse_target("prod=postgres://gw:p%40ss@db.internal:6543/app?sslmode=require").unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.host.as_str(), t.port),
+            ("prod", "db.internal", 6543)
+        );
+        assert_eq!((t.username.as_str(), t.password.as_str()), ("gw", "p@ss"));
+        assert_eq!(
+            (t.database.as_str(), t.tls_mode.as_str()),
+            ("app", "require")
+        );
+        let d = parse_target("demo=postgres://u@localhost").unwrap();
+        assert_eq!(
+            (d.port, d.database.as_str(), d.tls_mode.as_str()),
+            (5432, "demo", "prefer")
+        );
+    }
+
+    #[test]
+    fn bad_target_specs_are_refused() {
+        assert!(parse_target("no-equals").is_err());
+        assert!(parse_target("x=mysql://a@b/c").is_err());
+        assert!(parse_target("x=postgres://a@b/c?sslmode=bogus").is_err());
+    }
+}

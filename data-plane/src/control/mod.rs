@@ -1,0 +1,6 @@
+//! The node's side of the control-plane link: the snapshot it decides from,
+//! the audit events it owes, and the stream that carries both.
+
+pub mod audit;
+pub mod link;
+pub mod snapshot;

@@ -1,0 +1,175 @@
+//! The policy/config snapshot a node decides from, and whether it may still
+//! be trusted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use sluice_identity::Verifier;
+use sluice_proto::v1;
+
+/// A target as the node holds it: in memory only.
+#[derive(Clone)]
+pub struct NodeTarget(pub v1::Target);
+
+impl std::fmt::Debug for NodeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTarget")
+            .field("name", &self.0.name)
+            .field("host", &self.0.host)
+            .field("port", &self.0.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One snapshot, prepared for fast lookups.
+#[derive(Debug)]
+pub struct NodeSnapshot {
+    /// The control plane's version number.
+    pub version: u64,
+    /// Targets by name.
+    pub targets: HashMap<String, Arc<NodeTarget>>,
+    /// Validates access tokens; `None` if the snapshot's key set was unusable
+    /// (then every token is refused).
+    pub verifier: Option<Verifier>,
+}
+
+impl NodeSnapshot {
+    /// Prepares a snapshot received from the control plane.
+    pub fn from_proto(s: v1::Snapshot) -> Self {
+        let verifier = s.token_trust.as_ref().and_then(|t| {
+            Verifier::from_jwks(&t.issuer, &t.audience, &t.jwks_json, 30)
+                .map_err(|e| tracing::error!(error = %e, "snapshot carries an unusable key set; refusing all tokens"))
+                .ok()
+        });
+        let targets = s
+            .targets
+            .into_iter()
+            .map(|t| (t.name.clone(), Arc::new(NodeTarget(t))))
+            .collect();
+        Self {
+            version: s.version,
+            targets,
+            verifier,
+        }
+    }
+}
+
+/// Why the node will not decide anything right now.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// No snapshot has arrived since the node started.
+    #[error("the gateway has not yet received its configuration from the control plane")]
+    NoSnapshot,
+    /// The control plane has been out of reach for too long.
+    #[error(
+        "the gateway has lost contact with its control plane for {0}s, longer than the allowed {1}s"
+    )]
+    Stale(u64, u64),
+}
+
+/// The current snapshot, swapped atomically, and the time of the last
+/// contact with the control plane.
+#[derive(Debug)]
+pub struct SnapshotCell {
+    current: ArcSwapOption<NodeSnapshot>,
+    last_contact_ms: AtomicI64,
+    max_age: Duration,
+}
+
+impl SnapshotCell {
+    /// An empty cell: nothing is usable until the first snapshot.
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            last_contact_ms: AtomicI64::new(0),
+            max_age,
+        }
+    }
+
+    /// Installs a newer snapshot; older or equal versions are ignored.
+    pub fn install(&self, snap: NodeSnapshot) {
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|cur| cur.version >= snap.version)
+        {
+            return;
+        }
+        tracing::info!(
+            version = snap.version,
+            targets = snap.targets.len(),
+            "snapshot installed"
+        );
+        self.current.store(Some(Arc::new(snap)));
+        self.touch();
+    }
+
+    /// Records contact with the control plane.
+    pub fn touch(&self) {
+        self.last_contact_ms
+            .store(sluice_common::unix_ms(), Ordering::Release);
+    }
+
+    /// The version held (0 for none).
+    pub fn version(&self) -> u64 {
+        self.current.load().as_ref().map_or(0, |s| s.version)
+    }
+
+    /// The snapshot, if it may still be trusted.
+    pub fn usable(&self) -> Result<Arc<NodeSnapshot>, Unusable> {
+        let snap = self.current.load_full().ok_or(Unusable::NoSnapshot)?;
+        let age_ms = sluice_common::unix_ms() - self.last_contact_ms.load(Ordering::Acquire);
+        let max_ms = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        if age_ms > max_ms {
+            return Err(Unusable::Stale(
+                u64::try_from(age_ms / 1000).unwrap_or(0),
+                self.max_age.as_secs(),
+            ));
+        }
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(version: u64) -> NodeSnapshot {
+        NodeSnapshot::from_proto(v1::Snapshot {
+            version,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn nothing_is_usable_before_the_first_snapshot() {
+        let cell = SnapshotCell::new(Duration::from_secs(60));
+        assert_eq!(cell.usable().unwrap_err(), Unusable::NoSnapshot);
+        cell.install(snap(3));
+        assert_eq!(cell.usable().unwrap().version, 3);
+    }
+
+    #[test]
+    fn older_snapshots_never_replace_newer_ones() {
+        let cell = SnapshotCell::new(Duration::from_secs(60));
+        cell.install(snap(5));
+        cell.install(snap(4));
+        assert_eq!(cell.version(), 5);
+    }
+
+    #[test]
+    fn a_snapshot_goes_stale_without_contact() {
+        let cell = SnapshotCell::new(Duration::ZERO);
+        cell.install(snap(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(cell.usable(), Err(Unusable::Stale(..))));
+        assert!(
+            snap(1).verifier.is_none(),
+            "no key set: no verifier, every token refused"
+        );
+    }
+}

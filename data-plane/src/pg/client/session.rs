@@ -1,0 +1,197 @@
+//! One client connection from accept to close: handshake, token check,
+//! upstream connection, then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_common::Shutdown;
+use sluice_proto::v1;
+use sluice_proto::v1::audit_event::Payload;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+use super::handshake::{Handshake, HandshakeConfig, Hello, handshake};
+use crate::control::audit::AuditSink;
+use crate::control::snapshot::SnapshotCell;
+use crate::pg::codec::backend;
+use crate::pg::error::{ClientError, sqlstate};
+use crate::pg::relay::session::Limits;
+use crate::pg::relay::{SessionCtx, relay};
+use crate::pg::upstream::cancel;
+use crate::pg::upstream::connect::{self, UpstreamLimits};
+use crate::sessions::{CancelTarget, Sessions};
+
+/// What every connection of a node shares.
+pub struct Shared {
+    /// Handshake settings.
+    pub handshake: HandshakeConfig,
+    /// Session limits.
+    pub limits: Limits,
+    /// Upstream limits.
+    pub upstream: UpstreamLimits,
+    /// The current snapshot.
+    pub snapshot: Arc<SnapshotCell>,
+    /// Where audit events go.
+    pub audit: AuditSink,
+    /// Live sessions.
+    pub sessions: Arc<Sessions>,
+    /// Node shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// Serves one connection to its end. Never panics into the runtime: every
+/// failure becomes a client error and a log line.
+pub async fn serve_connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    metrics::counter!("sluice_pg_connections_total").increment(1);
+    let hello = match handshake(tcp, &shared.handshake).await {
+        Ok(Handshake::Session(h)) => h,
+        Ok(Handshake::Cancel { pid, secret }) => {
+            return forward_cancel(&shared, pid, &secret).await;
+        }
+        Ok(Handshake::Gone) => return,
+        Err(e) => {
+            tracing::info!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let mut hello = *hello;
+    match open_session(&mut hello, peer, &shared).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::info!(code = e.code, error = %e.message, "session refused");
+            let w = hello.reader.get_mut();
+            let _ = w.write_all(&e.frame().raw).await;
+            let _ = w.shutdown().await;
+        }
+    }
+}
+
+async fn open_session(
+    hello: &mut Hello,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(), ClientError> {
+    let snapshot = shared
+        .snapshot
+        .usable()
+        .map_err(|e| ClientError::fatal(sqlstate::CONNECTION_REJECTED, e.to_string()))?;
+    let Some(verifier) = &snapshot.verifier else {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            "authentication failed: the gateway has no trusted token keys",
+        ));
+    };
+    let identity = verifier.verify(&hello.token).map_err(|e| {
+        metrics::counter!("sluice_pg_auth_failures_total").increment(1);
+        ClientError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            format!("authentication failed: {e}"),
+        )
+        .with_hint("connect with a valid Sluice access token as the password")
+    })?;
+    let span = tracing::Span::current();
+    span.record("identity", identity.name.as_str());
+    span.record("target", hello.database.as_str());
+    let Some(target) = snapshot.targets.get(&hello.database).cloned() else {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!(
+                "target \"{}\" does not exist or is not available to you",
+                hello.database
+            ),
+        )
+        .with_hint("the database name in the connection string selects the target"));
+    };
+    let upstream = connect::connect(&target.0, &hello.forward, shared.upstream)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot reach target");
+            ClientError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("target \"{}\" is unavailable", hello.database),
+            )
+            .with_hint(
+                "the gateway could not connect to it; try again later or ask an administrator",
+            )
+        })?;
+    let ctx = SessionCtx::new(
+        identity,
+        hello.database.clone(),
+        shared.limits,
+        shared.audit.clone(),
+        shared.snapshot.clone(),
+    );
+    span.record("session_id", ctx.session_id.as_str());
+    let is_tls = hello.reader.get_mut().is_tls();
+    ctx.emit(Payload::SessionStart(v1::SessionStart {
+        identity: ctx.identity.name.clone(),
+        identity_kind: ctx.identity.kind.as_str().to_owned(),
+        groups: ctx.identity.groups.clone(),
+        target: ctx.target.clone(),
+        client_addr: peer.to_string(),
+        tls: is_tls,
+        protocol: "postgres".to_owned(),
+        token_id: ctx.identity.token_id.clone(),
+        application_name: hello
+            .forward
+            .iter()
+            .find(|(k, _)| k == "application_name")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+    }))
+    .map_err(|e| ClientError::fatal(sqlstate::CONNECTION_REJECTED, e.to_string()))?;
+    let (pid, secret) = shared.sessions.register_cancel(CancelTarget {
+        client_secret: 0,
+        host: target.0.host.clone(),
+        port: u16::try_from(target.0.port).unwrap_or(5432),
+        tls_mode: target.0.tls_mode.clone(),
+        pid: upstream.pid,
+        secret: upstream.secret.clone(),
+    });
+    let kill = shared.sessions.open(&ctx.session_id, &shared.shutdown);
+    let mut greeting = Vec::with_capacity(512);
+    greeting.extend_from_slice(&backend::auth_ok().raw);
+    for (k, v) in &upstream.params {
+        // The upstream role is the gateway's business; the client sees its own name.
+        let v = if k == "session_authorization" {
+            hello.user.as_str()
+        } else {
+            v.as_str()
+        };
+        greeting.extend_from_slice(&backend::parameter_status(k, v).raw);
+    }
+    greeting.extend_from_slice(&backend::backend_key_data(pid, secret).raw);
+    greeting.extend_from_slice(&backend::ready_for_query(b'I').raw);
+    let client = std::mem::replace(
+        &mut hello.reader,
+        crate::pg::io::FrameReader::new(
+            crate::pg::stream::MaybeTls::Closed,
+            0,
+            shared.limits.stall,
+        ),
+    );
+    let mut client = client;
+    if let Err(e) = client.get_mut().write_all(&greeting).await {
+        tracing::info!(error = %e, "client left during startup");
+    } else {
+        tracing::info!("session started");
+        let end = relay(client, upstream.reader, &ctx, &kill).await;
+        tracing::info!(reason = %end, "session ended");
+        let _ = ctx.emit(ctx.end_event(end.audit_reason()));
+    }
+    shared.sessions.close(&ctx.session_id, Some(pid));
+    Ok(())
+}
+
+async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
+    match shared.sessions.cancel_target(pid, secret) {
+        Some(t) => {
+            if let Err(e) = cancel::forward(&t).await {
+                tracing::warn!(error = %e, "cancel request could not be forwarded");
+            } else {
+                tracing::info!(pid, "cancel request forwarded");
+            }
+        }
+        None => tracing::info!(pid, "cancel request with an unknown key ignored"),
+    }
+}

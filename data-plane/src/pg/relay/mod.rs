@@ -1,0 +1,229 @@
+//! The relay between an authenticated client and its upstream connection.
+//!
+//! Two loops run side by side, one per direction, so a slow reader on one
+//! side never stops the other (a single loop can deadlock when both peers
+//! write large pipelines at once). Each loop drains every complete message
+//! it has buffered, then writes the batch in one call. The client loop
+//! decides every statement before it is forwarded; the server loop attributes
+//! every response to its statement through the shared [`tracker::Tracker`].
+
+pub mod session;
+mod statements;
+pub mod tracker;
+
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
+
+pub use self::session::SessionCtx;
+use self::statements::ClientState;
+use self::tracker::{Action, Desync, Tracker};
+use crate::pg::codec::frame::Frame;
+use crate::pg::error::{ClientError, sqlstate};
+use crate::pg::io::{FrameReader, ReadError};
+use crate::pg::stream::MaybeTls;
+use crate::sessions::Kill;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum End {
+    /// The client said goodbye or hung up.
+    #[error("client closed the connection")]
+    ClientClosed,
+    /// The client broke the protocol.
+    #[error("client protocol error: {}", .0.message)]
+    ClientProtocol(ClientError),
+    /// Reading from or writing to the client failed.
+    #[error("client i/o: {0}")]
+    ClientIo(ReadError),
+    /// The upstream connection ended or failed.
+    #[error("upstream connection lost: {0}")]
+    UpstreamLost(String),
+    /// The server's responses could not be attributed.
+    #[error("protocol tracking lost: {0}")]
+    Desync(#[from] Desync),
+    /// An administrator or policy ended the session.
+    #[error("killed: {0}")]
+    Killed(String),
+}
+
+impl End {
+    /// The reason recorded in the session's end event.
+    pub fn audit_reason(&self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ClientProtocol(_) | Self::ClientIo(_) => "client_error",
+            Self::UpstreamLost(_) => "upstream_closed",
+            Self::Desync(_) => "error",
+            Self::Killed(_) => "killed",
+        }
+    }
+
+    /// What to tell the client, if anything.
+    fn client_error(&self) -> Option<ClientError> {
+        match self {
+            Self::ClientClosed | Self::ClientIo(_) => None,
+            Self::ClientProtocol(e) => Some(e.clone()),
+            Self::UpstreamLost(_) => Some(ClientError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                "the connection to the target was lost",
+            )),
+            Self::Desync(_) => Some(ClientError::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "the gateway lost track of the protocol and closed the session",
+            )),
+            Self::Killed(reason) => Some(ClientError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                format!("the session was terminated: {reason}"),
+            )),
+        }
+    }
+}
+
+type Reader = FrameReader<ReadHalf<MaybeTls>>;
+
+/// Runs the session until either side ends it, then closes both.
+pub async fn relay(
+    client: FrameReader<MaybeTls>,
+    upstream: FrameReader<MaybeTls>,
+    ctx: &SessionCtx,
+    kill: &Kill,
+) -> End {
+    let (c_stream, c_buf) = client.into_parts();
+    let (u_stream, u_buf) = upstream.into_parts();
+    let (c_read, mut c_write) = tokio::io::split(c_stream);
+    let (u_read, mut u_write) = tokio::io::split(u_stream);
+    let mut c_reader = FrameReader::from_parts(
+        c_read,
+        c_buf,
+        ctx.limits.max_client_message,
+        ctx.limits.stall,
+    );
+    let mut u_reader = FrameReader::from_parts(
+        u_read,
+        u_buf,
+        ctx.limits.max_server_message,
+        ctx.limits.stall,
+    );
+    let tracker = Mutex::new(Tracker::default());
+    let end = tokio::select! {
+        end = client_to_server(&mut c_reader, &mut u_write, &tracker, ctx) => end,
+        end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx) => end,
+        () = kill.token.cancelled() => End::Killed(kill.reason().unwrap_or_else(|| "the gateway is shutting down".to_owned())),
+    };
+    if let Some(e) = end.client_error() {
+        let _ = c_write.write_all(&e.frame().raw).await;
+    }
+    let _ = c_write.shutdown().await;
+    // Tell the server we are leaving, so it does not log a broken connection.
+    let _ = u_write.write_all(&Frame::new(b'X', &[]).raw).await;
+    let _ = u_write.shutdown().await;
+    let unfinished = tracker.lock().map(|mut t| t.abandon()).unwrap_or_default();
+    for exec in unfinished.iter().filter(|x| !x.recorded) {
+        ctx.record(exec);
+    }
+    end
+}
+
+async fn client_to_server<W: AsyncWrite + Unpin>(
+    client: &mut Reader,
+    upstream: &mut W,
+    tracker: &Mutex<Tracker>,
+    ctx: &SessionCtx,
+) -> End {
+    let mut state = ClientState::default();
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let mut terminate = false;
+        loop {
+            let frame = match client.try_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return too_large_or_io(e),
+            };
+            ctx.add_from_client(frame.raw.len());
+            if frame.tag() == b'X' {
+                terminate = true;
+                break;
+            }
+            let Ok(mut t) = tracker.lock() else {
+                return End::UpstreamLost("tracker poisoned".to_owned());
+            };
+            if let Err(e) = state.on_client(&frame, &mut t, ctx, &mut out) {
+                return End::ClientProtocol(e);
+            }
+        }
+        if !out.is_empty() {
+            if let Err(e) = upstream.write_all(&out).await {
+                return End::UpstreamLost(e.to_string());
+            }
+            out.clear();
+        }
+        if terminate {
+            return End::ClientClosed;
+        }
+        match client.fill().await {
+            Ok(true) => {}
+            Ok(false) => return End::ClientClosed,
+            Err(e) => return too_large_or_io(e),
+        }
+    }
+}
+
+fn too_large_or_io(e: ReadError) -> End {
+    match e {
+        ReadError::Frame(f) => {
+            End::ClientProtocol(ClientError::fatal(sqlstate::PROGRAM_LIMIT, f.to_string()))
+        }
+        ReadError::Stalled(_) => End::ClientProtocol(ClientError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "timed out waiting for the rest of a message",
+        )),
+        other => End::ClientIo(other),
+    }
+}
+
+async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    upstream: &mut FrameReader<R>,
+    client: &mut W,
+    tracker: &Mutex<Tracker>,
+    ctx: &SessionCtx,
+) -> End {
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let done = {
+            let Ok(mut t) = tracker.lock() else {
+                return End::UpstreamLost("tracker poisoned".to_owned());
+            };
+            loop {
+                let frame = match upstream.try_frame() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return End::UpstreamLost(e.to_string()),
+                };
+                match t.on_server(frame.tag(), frame.body()) {
+                    Ok(Action::Forward) => out.extend_from_slice(&frame.raw),
+                    Ok(Action::Replace(f)) => out.extend_from_slice(&f.raw),
+                    Err(d) => return End::Desync(d),
+                }
+            }
+            t.take_done()
+        };
+        for exec in done.iter().filter(|x| !x.recorded) {
+            ctx.record(exec);
+        }
+        if !out.is_empty() {
+            ctx.add_to_client(out.len());
+            if let Err(e) = client.write_all(&out).await {
+                return End::ClientIo(ReadError::Io(e));
+            }
+            out.clear();
+        }
+        match upstream.fill().await {
+            Ok(true) => {}
+            Ok(false) => return End::UpstreamLost("the target closed the connection".to_owned()),
+            Err(e) => return End::UpstreamLost(e.to_string()),
+        }
+    }
+}

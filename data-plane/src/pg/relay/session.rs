@@ -1,0 +1,168 @@
+//! What a session knows about itself: who, where, its audit sequence, and
+//! how it decides statements.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sluice_identity::Identity;
+use sluice_policy::{Decision, Subject, Verdict};
+use sluice_proto::v1;
+use sluice_proto::v1::audit_event::Payload;
+
+use super::tracker::Exec;
+use crate::control::audit::{AuditFull, AuditSink};
+use crate::control::snapshot::SnapshotCell;
+
+/// Message-size and timing limits for a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest client message.
+    pub max_client_message: usize,
+    /// Largest server message.
+    pub max_server_message: usize,
+    /// Longest stall mid-message.
+    pub stall: Duration,
+}
+
+/// One session's identity, counters and audit trail.
+#[derive(Debug)]
+pub struct SessionCtx {
+    /// Session id (UUIDv7).
+    pub session_id: String,
+    /// Who.
+    pub identity: Identity,
+    /// Which target.
+    pub target: String,
+    /// Limits.
+    pub limits: Limits,
+    sink: AuditSink,
+    snapshot: Arc<SnapshotCell>,
+    seq: AtomicU64,
+    statements: AtomicU64,
+    bytes_to_client: AtomicU64,
+    bytes_from_client: AtomicU64,
+}
+
+impl SessionCtx {
+    /// A new session.
+    pub fn new(
+        identity: Identity,
+        target: String,
+        limits: Limits,
+        sink: AuditSink,
+        snapshot: Arc<SnapshotCell>,
+    ) -> Self {
+        Self {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            identity,
+            target,
+            limits,
+            sink,
+            snapshot,
+            seq: AtomicU64::new(0),
+            statements: AtomicU64::new(0),
+            bytes_to_client: AtomicU64::new(0),
+            bytes_from_client: AtomicU64::new(0),
+        }
+    }
+
+    /// Appends an event to the session's audit trail.
+    pub fn emit(&self, payload: Payload) -> Result<(), AuditFull> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let event = v1::AuditEvent {
+            session_id: self.session_id.clone(),
+            seq,
+            at_unix_us: sluice_common::unix_us(),
+            payload: Some(payload),
+        };
+        self.sink.emit(event).inspect_err(|_| {
+            // The sequence number is burnt: the control plane sees a gap,
+            // which is what happened.
+            metrics::counter!("sluice_audit_events_dropped_total").increment(1);
+            tracing::error!(seq, "audit buffer full: event dropped");
+        })
+    }
+
+    /// Decides one statement text for this session.
+    pub fn decide(&self, text: &[u8]) -> Decision {
+        let Ok(text) = std::str::from_utf8(text) else {
+            return refusal("the statement is not valid UTF-8");
+        };
+        if let Err(e) = self.snapshot.usable() {
+            return refusal(&e.to_string());
+        }
+        if self.sink.is_full() {
+            return refusal(&AuditFull.to_string());
+        }
+        let subject = Subject {
+            identity: &self.identity.name,
+            groups: &self.identity.groups,
+            target: &self.target,
+        };
+        sluice_policy::decide(&subject, text)
+    }
+
+    /// Records a finished (or refused) statement.
+    pub fn record(&self, exec: &Exec) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let d = &exec.decision;
+        metrics::counter!("sluice_statements_total", "decision" => d.verdict.as_str()).increment(1);
+        let duration_us = if d.verdict == Verdict::Allow {
+            u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        let command_tag = if exec.skipped {
+            "(not executed: an earlier message failed)".to_owned()
+        } else {
+            exec.command_tag.clone()
+        };
+        let _ = self.emit(Payload::Statement(v1::Statement {
+            text: exec.text.to_string(),
+            decision: d.verdict.as_str().to_owned(),
+            rule: d.rule.clone().unwrap_or_default(),
+            reason: d.reason.clone(),
+            kinds: d.kinds.clone(),
+            protocol: exec.protocol.as_str().to_owned(),
+            duration_us,
+            rows: exec.rows,
+            sqlstate: exec.sqlstate.clone(),
+            command_tag,
+            approval_id: String::new(),
+            policy: d.policy.clone().unwrap_or_default(),
+            policy_version: String::new(),
+        }));
+    }
+
+    /// Counts bytes received from the client.
+    pub fn add_from_client(&self, n: usize) {
+        self.bytes_from_client
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts bytes sent to the client.
+    pub fn add_to_client(&self, n: usize) {
+        self.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The end-of-session event.
+    pub fn end_event(&self, reason: &str) -> Payload {
+        Payload::SessionEnd(v1::SessionEnd {
+            reason: reason.to_owned(),
+            statements: self.statements.load(Ordering::Relaxed),
+            bytes_to_client: self.bytes_to_client.load(Ordering::Relaxed),
+            bytes_from_client: self.bytes_from_client.load(Ordering::Relaxed),
+        })
+    }
+}
+
+fn refusal(reason: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        policy: None,
+        rule: None,
+        reason: reason.to_owned(),
+        kinds: Vec::new(),
+    }
+}

@@ -1,0 +1,218 @@
+//! The client side of the relay: decides each Query and Parse, tracks the
+//! connection's prepared statements and portals, and puts every forwarded
+//! message's expected response on the tracker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use sluice_policy::{Decision, Verdict};
+
+use super::session::SessionCtx;
+use super::tracker::{Exec, Expect, Protocol, Tracker};
+use crate::pg::codec::frame::Frame;
+use crate::pg::codec::frontend;
+use crate::pg::error::{ClientError, sqlstate};
+
+/// Text the server is certain to reject at its first (raw) parsing stage, in
+/// any transaction state. A refused statement is replaced by it, so the
+/// server produces an error exactly where the statement's own result would
+/// have been, with its usual effects (the transaction aborts, the rest of an
+/// extended-protocol batch is skipped); the tracker then swaps that error
+/// for the refusal.
+const MARKER: &[u8] = b"SLUICE REFUSED";
+
+/// A statement the client prepared, as the gateway saw it.
+#[derive(Debug, Clone)]
+struct Prepared {
+    text: Arc<str>,
+    decision: Arc<Decision>,
+}
+
+/// Per-connection client-side state.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    statements: HashMap<Vec<u8>, Prepared>,
+    portals: HashMap<Vec<u8>, Prepared>,
+}
+
+fn malformed(e: &frontend::Malformed) -> ClientError {
+    ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
+}
+
+/// The client-facing error for a decision that is not `allow`.
+pub fn refusal_error(d: &Decision) -> ClientError {
+    let (code, lead) = match d.verdict {
+        Verdict::Approval => (sqlstate::APPROVAL_REQUIRED, "approval required"),
+        _ => (
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "statement refused by the gateway",
+        ),
+    };
+    let message = if d.reason.is_empty() {
+        lead.to_owned()
+    } else {
+        format!("{lead}: {}", d.reason)
+    };
+    ClientError::error(code, message)
+}
+
+impl ClientState {
+    /// Handles one client message: appends what to forward to `out`.
+    pub fn on_client(
+        &mut self,
+        frame: &Frame,
+        tracker: &mut Tracker,
+        ctx: &SessionCtx,
+        out: &mut BytesMut,
+    ) -> Result<(), ClientError> {
+        match frame.tag() {
+            b'Q' => {
+                let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
+                let mut exec = decided(ctx, text, Protocol::Simple);
+                if exec.decision.verdict == Verdict::Allow {
+                    out.extend_from_slice(&frame.raw);
+                } else {
+                    refuse(ctx, &mut exec);
+                    out.extend_from_slice(&frontend::encode_query(MARKER).raw);
+                }
+                tracker.push(Expect::Simple(exec));
+            }
+            b'P' => {
+                let p = frontend::parse(frame.body()).map_err(|e| malformed(&e))?;
+                let mut exec = decided(ctx, p.query, Protocol::Extended);
+                if p.name.is_empty() {
+                    // The server drops the unnamed statement before parsing.
+                    self.statements.remove(p.name);
+                }
+                if exec.decision.verdict == Verdict::Allow {
+                    self.statements
+                        .entry(p.name.to_vec())
+                        .or_insert_with(|| Prepared {
+                            text: exec.text.clone(),
+                            decision: exec.decision.clone(),
+                        });
+                    out.extend_from_slice(&frame.raw);
+                    tracker.push(Expect::Parse { denial: None });
+                } else {
+                    refuse(ctx, &mut exec);
+                    out.extend_from_slice(&frontend::encode_parse(p.name, MARKER, &[]).raw);
+                    tracker.push(Expect::Parse {
+                        denial: exec.denial,
+                    });
+                }
+            }
+            b'B' => {
+                let (portal, statement) =
+                    frontend::bind(frame.body()).map_err(|e| malformed(&e))?;
+                match self.statements.get(statement) {
+                    Some(p) => {
+                        self.portals.insert(portal.to_vec(), p.clone());
+                    }
+                    None => {
+                        self.portals.remove(portal);
+                    }
+                }
+                out.extend_from_slice(&frame.raw);
+                tracker.push(Expect::Bind);
+            }
+            b'E' => {
+                let (portal, _) = frontend::execute(frame.body()).map_err(|e| malformed(&e))?;
+                let exec = match self.portals.get(portal) {
+                    Some(p) => Exec::new(p.text.clone(), p.decision.clone(), Protocol::Extended),
+                    // The server will refuse an unknown portal; record what was asked.
+                    None => Exec::new(
+                        Arc::from(""),
+                        Arc::new(unknown_portal()),
+                        Protocol::Extended,
+                    ),
+                };
+                out.extend_from_slice(&frame.raw);
+                tracker.push(Expect::Execute(exec));
+            }
+            b'D' => {
+                let (kind, _) =
+                    frontend::target(frame.body(), "Describe").map_err(|e| malformed(&e))?;
+                out.extend_from_slice(&frame.raw);
+                tracker.push(if kind == b'S' {
+                    Expect::DescribeStatement
+                } else {
+                    Expect::DescribePortal
+                });
+            }
+            b'C' => {
+                let (kind, name) =
+                    frontend::target(frame.body(), "Close").map_err(|e| malformed(&e))?;
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                out.extend_from_slice(&frame.raw);
+                tracker.push(Expect::Close);
+            }
+            b'S' => {
+                // Portals do not outlive the transaction; the unnamed one
+                // certainly not past Sync. Keeping stale entries is harmless
+                // (the server refuses them), so only the count is bounded.
+                out.extend_from_slice(&frame.raw);
+                tracker.push(Expect::Sync);
+            }
+            b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(&frame.raw),
+            b'F' => {
+                // FunctionCall runs a function by OID, bypassing SQL: refuse.
+                let mut exec = Exec::new(
+                    Arc::from("<FunctionCall message>"),
+                    Arc::new(Decision {
+                        verdict: Verdict::Deny,
+                        policy: None,
+                        rule: None,
+                        reason: "the FunctionCall protocol message is not allowed; call the function from SQL"
+                            .to_owned(),
+                        kinds: vec!["function_call".to_owned()],
+                    }),
+                    Protocol::FunctionCall,
+                );
+                refuse(ctx, &mut exec);
+                out.extend_from_slice(&frontend::encode_query(MARKER).raw);
+                tracker.push(Expect::Simple(exec));
+            }
+            other => {
+                return Err(ClientError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("unexpected message type {:?}", other as char),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decided(ctx: &SessionCtx, text: &[u8], protocol: Protocol) -> Exec {
+    let decision = ctx.decide(text);
+    Exec::new(
+        String::from_utf8_lossy(text).into(),
+        Arc::new(decision),
+        protocol,
+    )
+}
+
+/// Records the refusal now (nothing will run) and arms its error.
+fn refuse(ctx: &SessionCtx, exec: &mut Exec) {
+    let err = refusal_error(&exec.decision);
+    exec.sqlstate = err.code.to_owned();
+    ctx.record(exec);
+    exec.recorded = true;
+    exec.denial = Some(err.frame());
+    tracing::info!(decision = exec.decision.verdict.as_str(), reason = %exec.decision.reason, "statement refused");
+}
+
+fn unknown_portal() -> Decision {
+    Decision {
+        verdict: Verdict::Allow,
+        policy: None,
+        rule: None,
+        reason: "portal unknown to the gateway; the server refuses it".to_owned(),
+        kinds: Vec::new(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Who is calling, and whether they may: a bearer-token extractor that also
+//! enforces a role set chosen by the handler's signature, so forgetting a
+//! check is a type error rather than a silent hole.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use sluice_identity::{Identity, Role, TokenError};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A set of roles, any one of which admits the caller. Endpoints name a
+/// set as a type parameter of [`Caller`]; new sets (e.g. admin or auditor
+/// for session reads) are one small impl each.
+pub trait RoleSet: Send + Sync + 'static {
+    /// The caller needs at least one of these.
+    const ANY_OF: &'static [Role];
+}
+
+/// Only administrators: everything that changes or reveals configuration.
+#[derive(Debug)]
+pub struct AdminOnly;
+
+impl RoleSet for AdminOnly {
+    const ANY_OF: &'static [Role] = &[Role::Admin];
+}
+
+/// A caller whose bearer token verified and who holds one of `R`'s roles.
+/// Taking it as a handler argument is what protects the endpoint.
+#[derive(Debug)]
+pub struct Caller<R: RoleSet> {
+    /// Who the token names.
+    pub identity: Identity,
+    roles: PhantomData<fn() -> R>,
+}
+
+impl<R: RoleSet> FromRequestParts<AppState> for Caller<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts)?;
+        let identity = state.verifier.verify(token)?;
+        tracing::Span::current().record("identity", tracing::field::display(&identity.name));
+        if !R::ANY_OF.iter().any(|role| identity.has_role(*role)) {
+            let names: Vec<&str> = R::ANY_OF.iter().map(|r| role_name(*r)).collect();
+            return Err(ApiError::Forbidden(format!(
+                "this endpoint needs the role {}",
+                names.join(" or ")
+            )));
+        }
+        Ok(Self {
+            identity,
+            roles: PhantomData,
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Err(TokenError::Missing.into());
+    };
+    let value = value.to_str().map_err(|_| {
+        ApiError::InvalidToken("the Authorization header is not valid text".to_owned())
+    })?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::InvalidToken(
+            "the Authorization header must use the Bearer scheme".to_owned(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::Approver => "approver",
+        Role::Auditor => "auditor",
+    }
+}
+
+/// Publishes the keys that verify tokens this control plane signs, so nodes,
+/// other services and clients can check tokens without asking us. Public by
+/// nature: it holds no secret.
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "get_jwks", tag = "auth",
+    responses((status = 200, description = "The JSON Web Key Set", content_type = "application/json", body = Object)))]
+pub(crate) async fn jwks(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        s.jwks.as_str().to_owned(),
+    )
+        .into_response()
+}

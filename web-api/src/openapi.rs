@@ -1,0 +1,112 @@
+//! The OpenAPI 3.1 description of the API, generated from the handlers'
+//! annotations so it cannot drift from the routes, and served unauthenticated
+//! so clients and tools can discover the API.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{PROBLEM_JSON, Problem};
+use crate::{auth, events, join_tokens, nodes, sessions, targets};
+
+/// The API document. `ApiDoc::openapi()` builds it.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice API",
+        description = "Manage the targets Sluice guards, the nodes that guard them, and read the record of every session. \
+                       Every /api/v1 endpoint except this document needs `Authorization: Bearer <token>`; \
+                       every error is an RFC 9457 problem document."
+    ),
+    paths(
+        targets::list, targets::create, targets::show, targets::remove,
+        sessions::list, sessions::show, events::list,
+        nodes::list,
+        join_tokens::create, join_tokens::list, join_tokens::revoke,
+        auth::jwks,
+    ),
+    components(schemas(Problem)),
+    modifiers(&CommonResponses),
+    tags(
+        (name = "targets", description = "The systems Sluice guards"),
+        (name = "sessions", description = "Recorded sessions and their events"),
+        (name = "nodes", description = "Data-plane nodes"),
+        (name = "join-tokens", description = "Credentials nodes use to join"),
+        (name = "auth", description = "Token verification keys"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer scheme and the error responses every protected operation
+/// shares, instead of repeating them on each handler.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        components.responses.insert(
+            "Unauthenticated".to_owned(),
+            RefOr::T(problem("Missing or invalid bearer token")),
+        );
+        components.responses.insert(
+            "Forbidden".to_owned(),
+            RefOr::T(problem("The token lacks the role this endpoint needs")),
+        );
+        components.responses.insert(
+            "InternalError".to_owned(),
+            RefOr::T(problem("Server-side failure; details are only logged")),
+        );
+        for item in api.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ] {
+                if let Some(op) = op.as_mut() {
+                    add_common(op);
+                }
+            }
+        }
+    }
+}
+
+fn add_common(op: &mut Operation) {
+    let responses = &mut op.responses.responses;
+    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        responses.insert(
+            "401".to_owned(),
+            RefOr::Ref(Ref::from_response_name("Unauthenticated")),
+        );
+        responses.insert(
+            "403".to_owned(),
+            RefOr::Ref(Ref::from_response_name("Forbidden")),
+        );
+    }
+    responses.insert(
+        "500".to_owned(),
+        RefOr::Ref(Ref::from_response_name("InternalError")),
+    );
+}

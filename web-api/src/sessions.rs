@@ -1,0 +1,158 @@
+//! `/api/v1/sessions`: who connected where and when, newest first.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use sluice_control_plane::store::{SessionFilter, SessionRow};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{AdminOnly, Caller};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path, Query};
+use crate::{AppState, Page, rfc3339};
+
+/// The routes of this module.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sessions", get(list))
+        .route("/api/v1/sessions/{id}", get(show))
+}
+
+/// Sessions returned per page when the caller does not say.
+const DEFAULT_LIMIT: u32 = 50;
+/// The most sessions one page may hold.
+const MAX_LIMIT: u32 = 500;
+
+/// A recorded session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id, chosen by the node.
+    pub id: String,
+    /// The node that served it.
+    pub node_id: String,
+    /// Who connected.
+    pub identity: String,
+    /// `person`, `agent` or `service`.
+    pub identity_kind: String,
+    /// Their identity groups when they connected.
+    pub groups: Vec<String>,
+    /// The target they reached.
+    pub target: String,
+    /// Their address as the node saw it.
+    pub client_addr: String,
+    /// Whether the client connection used TLS.
+    pub tls: bool,
+    /// Wire protocol, `postgres`.
+    pub protocol: String,
+    /// The client's self-reported application name.
+    pub application_name: String,
+    /// Id of the token used, to tie the session to its credential.
+    pub token_id: String,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// Start, µs since the epoch.
+    pub started_at_us: i64,
+    /// End, RFC 3339; absent while the session is open.
+    pub ended_at: Option<String>,
+    /// End, µs since the epoch.
+    pub ended_at_us: Option<i64>,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+    /// Statements recorded so far.
+    pub statements: i64,
+}
+
+impl From<SessionRow> for SessionView {
+    fn from(r: SessionRow) -> Self {
+        Self {
+            started_at: rfc3339(r.started_at),
+            started_at_us: r.started_at,
+            ended_at: r.ended_at.map(rfc3339),
+            ended_at_us: r.ended_at,
+            id: r.id,
+            node_id: r.node_id,
+            identity: r.identity,
+            identity_kind: r.identity_kind,
+            groups: r.groups,
+            target: r.target,
+            client_addr: r.client_addr,
+            tls: r.tls,
+            protocol: r.protocol,
+            application_name: r.application_name,
+            token_id: r.token_id,
+            end_reason: r.end_reason,
+            statements: r.statements,
+        }
+    }
+}
+
+/// Filters and paging for the session list. Unknown parameters are refused:
+/// a mistyped filter must not silently return everything.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// A `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+    /// Only sessions of this identity.
+    pub identity: Option<String>,
+    /// Only sessions on this target.
+    pub target: Option<String>,
+}
+
+/// Checks a page size against its bounds.
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {max}"
+        ))),
+    }
+}
+
+/// Lists sessions, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])),
+    params(SessionQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = Page<SessionView>),
+        (status = 400, description = "Bad parameter or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list(
+    _: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Query(q): Query<SessionQuery>,
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let filter = SessionFilter {
+        identity: q.identity,
+        target: q.target,
+        limit: page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
+        cursor: q.cursor,
+    };
+    let page = s.cp.store.list_sessions(&filter).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(SessionView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One session by id.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn show(
+    _: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    match s.cp.store.get_session(&id).await? {
+        Some(row) => Ok(Json(row.into())),
+        None => Err(ApiError::NotFound(format!("no session {id:?}"))),
+    }
+}

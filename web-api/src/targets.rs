@@ -1,0 +1,230 @@
+//! `/api/v1/targets`: the systems Sluice guards. The upstream password is
+//! write-only: no response type here has a field that could carry it.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use sluice_control_plane::store::{NewTarget, Target};
+use utoipa::ToSchema;
+
+use crate::auth::{AdminOnly, Caller};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::{AppState, Items, rfc3339};
+
+/// The routes of this module.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/targets", get(list).post(create))
+        .route("/api/v1/targets/{name}", get(show).delete(remove))
+}
+
+/// A target as the API shows it. Deliberately has no password field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    /// Stable id.
+    pub id: String,
+    /// The name clients connect to (their `database` parameter).
+    pub name: String,
+    /// Protocol family of the upstream, `postgres`.
+    pub kind: String,
+    /// Upstream host.
+    pub host: String,
+    /// Upstream port.
+    pub port: u16,
+    /// Upstream database name.
+    pub database: String,
+    /// The gateway's upstream user.
+    pub username: String,
+    /// How the gateway secures its upstream connection.
+    pub tls_mode: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: i64,
+}
+
+impl From<Target> for TargetView {
+    fn from(t: Target) -> Self {
+        Self {
+            created_at: rfc3339(t.created_at),
+            created_at_us: t.created_at,
+            id: t.id,
+            name: t.name,
+            kind: t.kind,
+            host: t.host,
+            port: t.port,
+            database: t.database,
+            username: t.username,
+            tls_mode: t.tls_mode,
+        }
+    }
+}
+
+/// What an admin sends to register a target. Unknown fields are refused so
+/// a typo (`sslmode`, `user`) is an error, not a silently ignored setting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTarget {
+    /// `[a-z0-9_-]{1,63}`; what clients put in their `database` parameter.
+    pub name: String,
+    /// Only `postgres` for now.
+    #[serde(default = "default_kind")]
+    #[schema(default = "postgres")]
+    pub kind: String,
+    /// Upstream host name or address.
+    pub host: String,
+    /// Upstream port.
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: i64,
+    /// Upstream database name.
+    pub database: String,
+    /// The gateway's upstream user.
+    pub username: String,
+    /// The gateway's upstream password; stored, handed to nodes, never returned.
+    #[serde(default)]
+    #[schema(write_only, format = Password)]
+    pub password: String,
+    /// `disable`, `prefer`, `require` or `verify-full`.
+    #[serde(default = "default_tls_mode")]
+    #[schema(default = "prefer")]
+    pub tls_mode: String,
+}
+
+fn default_kind() -> String {
+    "postgres".to_owned()
+}
+
+fn default_tls_mode() -> String {
+    "prefer".to_owned()
+}
+
+const TLS_MODES: [&str; 4] = ["disable", "prefer", "require", "verify-full"];
+
+impl CreateTarget {
+    /// Checks every field, naming the first bad one.
+    fn validate(self) -> Result<NewTarget, ApiError> {
+        let bad = |msg: String| Err(ApiError::BadRequest(msg));
+        let name_ok = (1..=63).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return bad("name must be 1 to 63 characters of a-z, 0-9, _ and -".to_owned());
+        }
+        if self.kind != "postgres" {
+            return bad(format!(
+                "kind {:?} is not supported; use \"postgres\"",
+                self.kind
+            ));
+        }
+        let Some(port) = u16::try_from(self.port).ok().filter(|p| *p != 0) else {
+            return bad("port must be between 1 and 65535".to_owned());
+        };
+        if !TLS_MODES.contains(&self.tls_mode.as_str()) {
+            return bad(format!("tls_mode must be one of {}", TLS_MODES.join(", ")));
+        }
+        for (field, value, max) in [
+            ("host", &self.host, 253),
+            ("database", &self.database, 63),
+            ("username", &self.username, 63),
+        ] {
+            if value.is_empty()
+                || value.len() > max
+                || value.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return bad(format!(
+                    "{field} must be 1 to {max} bytes without spaces or control characters"
+                ));
+            }
+        }
+        // The Postgres wire protocol ends strings with NUL.
+        if self.password.contains('\0') {
+            return bad("password must not contain NUL".to_owned());
+        }
+        Ok(NewTarget {
+            name: self.name,
+            kind: self.kind,
+            host: self.host,
+            port,
+            database: self.database,
+            username: self.username,
+            password: self.password,
+            tls_mode: self.tls_mode,
+        })
+    }
+}
+
+/// Lists every target, by name.
+#[utoipa::path(get, path = "/api/v1/targets", operation_id = "list_targets", tag = "targets", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All targets", body = Items<TargetView>),
+    ))]
+pub(crate) async fn list(
+    _: Caller<AdminOnly>,
+    State(s): State<AppState>,
+) -> Result<Json<Items<TargetView>>, ApiError> {
+    let targets = s.cp.store.list_targets().await?;
+    Ok(Json(Items::new(
+        targets.into_iter().map(TargetView::from).collect(),
+    )))
+}
+
+/// Registers a target; nodes learn of it with the next snapshot.
+#[utoipa::path(post, path = "/api/v1/targets", operation_id = "create_target", tag = "targets", security(("bearer" = [])),
+    request_body = CreateTarget,
+    responses(
+        (status = 201, description = "Created", body = TargetView),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn create(
+    caller: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Json(body): Json<CreateTarget>,
+) -> Result<(StatusCode, Json<TargetView>), ApiError> {
+    let target = s.cp.create_target(body.validate()?).await?;
+    tracing::info!(target_name = %target.name, by = %caller.identity.name, "target created");
+    Ok((StatusCode::CREATED, Json(target.into())))
+}
+
+/// One target by name.
+#[utoipa::path(get, path = "/api/v1/targets/{name}", operation_id = "get_target", tag = "targets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Target name")),
+    responses(
+        (status = 200, description = "The target", body = TargetView),
+        (status = 404, description = "No such target", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn show(
+    _: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TargetView>, ApiError> {
+    match s.cp.store.get_target(&name).await? {
+        Some(t) => Ok(Json(t.into())),
+        None => Err(ApiError::NotFound(format!("no target named {name:?}"))),
+    }
+}
+
+/// Removes a target; nodes stop serving it with the next snapshot.
+#[utoipa::path(delete, path = "/api/v1/targets/{name}", operation_id = "delete_target", tag = "targets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Target name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such target", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn remove(
+    caller: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if s.cp.delete_target(&name).await? {
+        tracing::info!(target_name = %name, by = %caller.identity.name, "target deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no target named {name:?}")))
+    }
+}

@@ -1,0 +1,14 @@
+//! The REST API end to end: a real control plane on a real store (SQLite
+//! and Postgres), its router on a loopback port, called over HTTP.
+
+// Helpers outside #[test] functions panic on failure too; that is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod common;
+mod errors;
+mod join_tokens;
+mod nodes;
+mod openapi;
+mod sessions;
+mod targets;
