@@ -16,7 +16,6 @@ use sluice_identity::{PrincipalKind, Role};
 use tokio::net::TcpListener;
 
 use crate::cli::DevArgs;
-use crate::demo_pg::{self, DemoPostgres};
 use crate::roles::{cancel_on_signal, serve_control_plane};
 
 /// What `--ready-file` receives: everything a script needs to use the gateway.
@@ -94,38 +93,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .map(|t| parse_target(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let demo = if targets.is_empty() && !args.no_demo {
-        start_demo(&mut targets).await?
+        crate::demo::start().await?
     } else {
         None
     };
+    if let Some((_, t)) = &demo {
+        targets.push(t.clone());
+    }
     let result = run_with(&args, &data_dir, targets, &shutdown).await;
-    if let Some(pg) = demo {
+    if let Some((pg, _)) = demo {
         pg.stop().await;
     }
     result
-}
-
-async fn start_demo(targets: &mut Vec<NewTarget>) -> anyhow::Result<Option<DemoPostgres>> {
-    let Some(bin) = demo_pg::find_bin_dir() else {
-        tracing::warn!(
-            "no PostgreSQL server binaries found (initdb, postgres); add a target with \
-             --target NAME=postgres://USER:PASSWORD@HOST:PORT/DB"
-        );
-        return Ok(None);
-    };
-    tracing::info!(bin = %bin.display(), "starting a demo PostgreSQL");
-    let pg = DemoPostgres::start(&bin).await.context("demo database")?;
-    targets.push(NewTarget {
-        name: "demo".to_owned(),
-        kind: "postgres".to_owned(),
-        host: "127.0.0.1".to_owned(),
-        port: pg.port,
-        database: "demo".to_owned(),
-        username: demo_pg::GATEWAY_ROLE.to_owned(),
-        password: pg.password.clone(),
-        tls_mode: "disable".to_owned(),
-    });
-    Ok(Some(pg))
 }
 
 async fn run_with(

@@ -3,7 +3,7 @@
 
 mod cli;
 mod config;
-mod demo_pg;
+mod demo;
 mod dev;
 mod roles;
 mod telemetry;

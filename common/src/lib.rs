@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod health;
+pub mod local_pg;
 pub mod tls;
 
 pub use tokio_util::sync::CancellationToken as Shutdown;
