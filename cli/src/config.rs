@@ -50,6 +50,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_examples_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let cp: sluice_control_plane::ControlPlaneConfig =
+            load(Some(&root.join("control-plane.toml")), "SLUICE_TEST_NONE_").unwrap();
+        assert!(cp.grpc_tls.is_some());
+        let dp: sluice_data_plane::DataPlaneConfig =
+            load(Some(&root.join("data-plane.toml")), "SLUICE_TEST_NONE_").unwrap();
+        assert!(dp.control_plane_url.starts_with("https://"));
+    }
+
+    #[test]
     fn a_missing_file_is_named() {
         let err =
             load::<sluice_control_plane::ControlPlaneConfig>(Some(Path::new("/nope.toml")), "X_")

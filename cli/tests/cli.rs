@@ -1,0 +1,125 @@
+//! The binary's own command-line behaviour: exit codes and messages for bad
+//! input, and offline token issuing. (Building this target also makes Cargo
+//! build the `sluice` binary that the end-to-end suite in `tests/` starts.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+#[test]
+fn help_lists_the_roles() {
+    let out = sluice().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for role in ["dev", "control-plane", "data-plane", "token"] {
+        assert!(text.contains(role), "--help should mention {role}:\n{text}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let out = sluice()
+        .args(["control-plane", "--config", "/nonexistent/cp.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cp.toml"));
+}
+
+#[test]
+fn a_typo_in_the_config_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dp.toml");
+    std::fs::write(
+        &cfg,
+        "control_plane_url = 'http://127.0.0.1:1'\njoin_token = 'x'\npg_listn = '127.0.0.1:0'\n",
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["data-plane", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_listn"));
+}
+
+#[test]
+fn plaintext_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dp.toml");
+    std::fs::write(
+        &cfg,
+        "control_plane_url = 'http://127.0.0.1:1'\njoin_token = 'x'\npg_listen = '0.0.0.0:0'\ninsecure_plaintext = true\n",
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["data-plane", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn token_issue_signs_with_the_configured_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = sluice_identity::SigningKey::generate();
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
+    let cfg = dir.path().join("cp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "store_url = 'sqlite:///unused'\nissuer_url = 'https://cp.example'\nsigning_key_file = '{}'\n",
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let out = sluice()
+        .args([
+            "token",
+            "issue",
+            "--subject",
+            "alice",
+            "--role",
+            "admin",
+            "--group",
+            "ops",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let verifier = sluice_identity::Verifier::from_jwks(
+        "https://cp.example",
+        "sluice",
+        &sluice_identity::SigningKey::jwks_json(&[key]),
+        0,
+    )
+    .unwrap();
+    let id = verifier.verify(token.trim()).unwrap();
+    assert_eq!(id.name, "alice");
+    assert_eq!(id.groups, ["ops"]);
+    assert!(id.has_role(sluice_identity::Role::Admin));
+}
+
+#[test]
+fn token_issue_refuses_an_unknown_role() {
+    let out = sluice()
+        .args(["token", "issue", "--subject", "a", "--role", "root"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
+}
