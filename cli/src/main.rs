@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod demo;
 mod dev;
+mod policy;
 mod roles;
 mod telemetry;
 mod token;

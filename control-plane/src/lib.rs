@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 mod control_plane;
 pub mod node_service;
+pub mod policies;
 pub mod snapshot;
 pub mod store;
 

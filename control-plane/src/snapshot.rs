@@ -16,12 +16,20 @@ pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot
     // so the next poll rebuilds and nothing is missed.
     let version = store.revision().await?;
     let targets = store.list_targets().await?;
+    let policies = store.list_policies().await?;
     Ok(v1::Snapshot {
         version,
         issued_at_unix_ms: sluice_common::unix_ms(),
         targets: targets.into_iter().map(target_to_proto).collect(),
         token_trust: Some(trust.clone()),
-        policies: Vec::new(),
+        policies: policies
+            .into_iter()
+            .map(|p| v1::PolicyDocument {
+                name: p.name,
+                version: p.version,
+                source: p.source,
+            })
+            .collect(),
     })
 }
 

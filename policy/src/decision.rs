@@ -1,12 +1,16 @@
-/// What happens to a statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What happens to a statement. Ordered from least to most restrictive, so
+/// combining decisions is taking the maximum.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Forward it.
     Allow,
-    /// Refuse it; nothing reaches the target.
-    Deny,
     /// Hold it until a human approves.
     Approval,
+    /// Refuse it; nothing reaches the target.
+    Deny,
 }
 
 impl Verdict {

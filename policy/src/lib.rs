@@ -1,32 +1,23 @@
-//! Pure statement decisions: parse, classify, decide. No I/O, no clocks, no
-//! globals, so every decision can be unit-tested, fuzzed and benchmarked
-//! alone, and reused unchanged by the proxy, `sluice policy check` and the
-//! REST dry run.
+//! Pure statement decisions: split, parse, classify, decide. No I/O, no
+//! clocks, no globals, so every decision can be unit-tested, fuzzed and
+//! benchmarked alone, and reused unchanged by the proxy, `sluice policy
+//! check` and the REST dry run.
+//!
+//! - [`lexer`] finds statement boundaries by the server's lexical rules;
+//! - [`classify`] says what each statement does, from its parse tree;
+//! - [`model`] is the policy document admins write, [`compile`] checks it;
+//! - [`engine`] decides: every applicable policy must allow, and within a
+//!   policy the most restrictive matching rule wins.
 
+pub mod cache;
+pub mod classify;
+pub mod compile;
 mod decision;
-pub mod sql;
+pub mod engine;
+pub mod lexer;
+pub mod model;
 
+pub use cache::DecisionCache;
+pub use compile::{Policy, PolicyError};
 pub use decision::{Decision, Subject, Verdict};
-
-/// Decides one message of SQL text (possibly several statements) for
-/// `subject`. The foundation engine records everything and allows what it can
-/// parse; policies refine this.
-pub fn decide(subject: &Subject<'_>, sql_text: &str) -> Decision {
-    let _ = subject;
-    match sql::parse(sql_text) {
-        Ok(parsed) => Decision {
-            verdict: Verdict::Allow,
-            policy: None,
-            rule: None,
-            reason: String::new(),
-            kinds: parsed.kinds(),
-        },
-        Err(e) => Decision {
-            verdict: Verdict::Allow,
-            policy: None,
-            rule: None,
-            reason: format!("not parsed: {e}"),
-            kinds: vec!["unparsed".to_owned()],
-        },
-    }
-}
+pub use engine::{Check, PolicySet};

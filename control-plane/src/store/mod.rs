@@ -6,6 +6,7 @@
 mod events;
 mod join_tokens;
 mod nodes;
+mod policies;
 mod sessions;
 mod targets;
 
@@ -20,6 +21,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use events::{EventKind, StoredEvent};
 pub use join_tokens::{JoinToken, NewJoinToken};
 pub use nodes::Node;
+pub use policies::{PolicyVersion, PutMode, StoredPolicy};
 pub use sessions::{SessionFilter, SessionRow};
 pub use targets::{NewTarget, Target};
 

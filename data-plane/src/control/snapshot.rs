@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use sluice_identity::Verifier;
+use sluice_policy::{Policy, PolicySet};
 use sluice_proto::v1;
 
 /// A target as the node holds it: in memory only.
@@ -34,6 +35,9 @@ pub struct NodeSnapshot {
     /// Validates access tokens; `None` if the snapshot's key set was unusable
     /// (then every token is refused).
     pub verifier: Option<Verifier>,
+    /// The policies; an error if any failed to compile (then every statement
+    /// is refused, since a rule of the broken policy might have forbidden it).
+    pub policies: Result<PolicySet, String>,
 }
 
 impl NodeSnapshot {
@@ -44,6 +48,13 @@ impl NodeSnapshot {
                 .map_err(|e| tracing::error!(error = %e, "snapshot carries an unusable key set; refusing all tokens"))
                 .ok()
         });
+        let policies = s
+            .policies
+            .iter()
+            .map(|p| Policy::from_yaml(&p.source).map_err(|e| format!("policy {:?} is invalid: {e}", p.name)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(PolicySet::new)
+            .inspect_err(|e| tracing::error!(error = %e, "snapshot carries a policy that does not compile; refusing all statements"));
         let targets = s
             .targets
             .into_iter()
@@ -53,6 +64,7 @@ impl NodeSnapshot {
             version: s.version,
             targets,
             verifier,
+            policies,
         }
     }
 }

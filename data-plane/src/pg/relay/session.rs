@@ -1,18 +1,21 @@
 //! What a session knows about itself: who, where, its audit sequence, and
 //! how it decides statements.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_identity::Identity;
-use sluice_policy::{Decision, Subject, Verdict};
+use sluice_policy::{Decision, DecisionCache, Subject, Verdict};
 use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
 
 use super::tracker::Exec;
 use crate::control::audit::{AuditFull, AuditSink};
 use crate::control::snapshot::SnapshotCell;
+
+/// Decisions a session remembers.
+const DECISION_CACHE_SIZE: usize = 1024;
 
 /// Message-size and timing limits for a session.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +42,7 @@ pub struct SessionCtx {
     sink: AuditSink,
     snapshot: Arc<SnapshotCell>,
     seq: AtomicU64,
+    cache: Mutex<DecisionCache>,
     statements: AtomicU64,
     bytes_to_client: AtomicU64,
     bytes_from_client: AtomicU64,
@@ -61,6 +65,7 @@ impl SessionCtx {
             sink,
             snapshot,
             seq: AtomicU64::new(0),
+            cache: Mutex::new(DecisionCache::new(DECISION_CACHE_SIZE)),
             statements: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             bytes_from_client: AtomicU64::new(0),
@@ -84,23 +89,35 @@ impl SessionCtx {
         })
     }
 
-    /// Decides one statement text for this session.
-    pub fn decide(&self, text: &[u8]) -> Decision {
+    /// Decides one statement text for this session. Checks that always
+    /// depend on the moment (a stale snapshot, a full audit buffer) come
+    /// first; the policy's answer for a given text is cached per version.
+    pub fn decide(&self, text: &[u8]) -> Arc<Decision> {
         let Ok(text) = std::str::from_utf8(text) else {
-            return refusal("the statement is not valid UTF-8");
+            return Arc::new(refusal("the statement is not valid UTF-8"));
         };
-        if let Err(e) = self.snapshot.usable() {
-            return refusal(&e.to_string());
-        }
+        let snapshot = match self.snapshot.usable() {
+            Ok(s) => s,
+            Err(e) => return Arc::new(refusal(&e.to_string())),
+        };
         if self.sink.is_full() {
-            return refusal(&AuditFull.to_string());
+            return Arc::new(refusal(&AuditFull.to_string()));
         }
+        let policies = match &snapshot.policies {
+            Ok(p) => p,
+            Err(e) => return Arc::new(refusal(e)),
+        };
         let subject = Subject {
             identity: &self.identity.name,
             groups: &self.identity.groups,
             target: &self.target,
         };
-        sluice_policy::decide(&subject, text)
+        match self.cache.lock() {
+            Ok(mut cache) => {
+                cache.get_or_insert(snapshot.version, text, || policies.decide(&subject, text))
+            }
+            Err(_) => Arc::new(policies.decide(&subject, text)),
+        }
     }
 
     /// Records a finished (or refused) statement.

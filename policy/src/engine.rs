@@ -1,0 +1,377 @@
+//! Deciding statements under one policy, and under the set of policies that
+//! apply to a session.
+
+use std::sync::Arc;
+
+use crate::classify::{self, Action, Filter, Kind, Statement};
+use crate::compile::{Functions, Policy, Rule, normalize_value};
+use crate::decision::{Decision, Subject, Verdict};
+use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
+
+/// One statement's decision under one policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    verdict: Verdict,
+    rule: Option<String>,
+    reason: String,
+}
+
+impl Outcome {
+    fn deny(rule: &str, reason: String) -> Self {
+        Self {
+            verdict: Verdict::Deny,
+            rule: Some(rule.to_owned()),
+            reason,
+        }
+    }
+}
+
+fn verb(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "is allowed",
+        Verdict::Approval => "requires approval",
+        Verdict::Deny => "is denied",
+    }
+}
+
+fn what(kind: Kind, table: Option<&classify::TableName>) -> String {
+    match table {
+        Some(t) => format!("{} on {t}", kind.sql()),
+        None => kind.sql().to_owned(),
+    }
+}
+
+impl Policy {
+    /// Whether the policy governs `subject`'s sessions.
+    pub fn applies(&self, subject: &Subject<'_>) -> bool {
+        let group = self
+            .groups
+            .iter()
+            .any(|g| g == "*" || subject.groups.iter().any(|sg| sg == g));
+        group && self.targets.is_match(subject.target)
+    }
+
+    fn function_violation(&self, s: &Statement) -> Option<Outcome> {
+        let name = self.name();
+        for f in &s.functions {
+            let bad = match &self.functions {
+                Functions::Any => false,
+                Functions::Allow(list) => {
+                    !list.contains(&f.name)
+                        || f.schema.as_deref().is_some_and(|sc| sc != "pg_catalog")
+                }
+                Functions::Deny(list) => list.contains(&f.name),
+            };
+            if bad {
+                return Some(Outcome::deny(
+                    "functions",
+                    format!(
+                        "calling {f}() is denied by policy \"{name}\": it is not on the function allowlist"
+                    ),
+                ));
+            }
+        }
+        if let Some(op) = s.operators.first() {
+            return Some(Outcome::deny(
+                "functions",
+                format!(
+                    "the operator {op} is denied by policy \"{name}\": only pg_catalog operators may be named"
+                ),
+            ));
+        }
+        None
+    }
+
+    fn settings_allowed(&self, s: &Statement) -> bool {
+        s.settings.iter().all(|set| {
+            self.settings.contains(&set.name)
+                && match (self.setting_values.get(&set.name), &set.value) {
+                    (Some(allowed), Some(v)) => allowed.contains(&normalize_value(v)),
+                    _ => true,
+                }
+        })
+    }
+
+    fn matches(&self, r: &Rule, a: &Action, s: &Statement) -> bool {
+        if r.kinds.as_ref().is_some_and(|k| !k.contains(&a.kind)) {
+            return false;
+        }
+        if let Some(t) = &r.tables {
+            match &a.table {
+                Some(table) if t.globs.is_match(table.to_string()) => {}
+                _ => return false,
+            }
+        }
+        if let Some(w) = r.where_ {
+            let hit = matches!(
+                (w, a.filter),
+                (
+                    WhereCondition::Missing | WhereCondition::MissingOrConstant,
+                    Filter::Missing
+                ) | (
+                    WhereCondition::Constant | WhereCondition::MissingOrConstant,
+                    Filter::Constant
+                )
+            );
+            if !hit {
+                return false;
+            }
+        }
+        if r.locking.is_some_and(|l| l != s.locking) {
+            return false;
+        }
+        if let Some(cond) = r.settings {
+            if !matches!(a.kind, Kind::Set | Kind::Reset) {
+                return false;
+            }
+            let allowed = self.settings_allowed(s);
+            if allowed != (cond == SettingsCondition::Allowed) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Describes why rule `r` matched action `a`.
+    fn describe(&self, r: &Rule, a: &Action, s: &Statement) -> String {
+        let mut d = a.kind.sql().to_owned();
+        if let Some(t) = &a.table {
+            match r.tables.as_ref().and_then(|t| t.set_name.as_deref()) {
+                Some(set) => d.push_str(&format!(" on {set} table {t}")),
+                None => d.push_str(&format!(" on {t}")),
+            }
+        }
+        if r.where_.is_some() {
+            d.push_str(match a.filter {
+                Filter::Missing => " without a WHERE clause",
+                Filter::Constant => " with a WHERE clause that refers to no column",
+                _ => "",
+            });
+        }
+        if r.locking == Some(true) {
+            d.push_str(" with row locks (FOR UPDATE / FOR SHARE)");
+        }
+        if r.settings.is_some() && !s.settings.is_empty() {
+            let names: Vec<_> = s.settings.iter().map(|x| x.name.as_str()).collect();
+            d.push_str(&format!(" of {}", names.join(", ")));
+        }
+        let mut out = format!(
+            "{d} {} by policy \"{}\", rule \"{}\"",
+            verb(r.decision),
+            self.name(),
+            r.name
+        );
+        if let Some(why) = &r.reason {
+            out.push_str(": ");
+            out.push_str(why);
+        }
+        out
+    }
+
+    fn decide_action(&self, a: &Action, s: &Statement) -> Outcome {
+        let mut best: Option<&Rule> = None;
+        for r in &self.rules {
+            if self.matches(r, a, s) && best.is_none_or(|b| r.decision > b.decision) {
+                best = Some(r);
+            }
+        }
+        match best {
+            Some(r) => Outcome {
+                verdict: r.decision,
+                rule: Some(r.name.clone()),
+                reason: self.describe(r, a, s),
+            },
+            None => {
+                let v = self.doc.statements.default;
+                let extra = if s.settings.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<_> = s.settings.iter().map(|x| x.name.as_str()).collect();
+                    format!(" of {}", names.join(", "))
+                };
+                Outcome {
+                    verdict: v,
+                    rule: None,
+                    reason: format!(
+                        "{}{extra} {} by policy \"{}\" (no rule matches it)",
+                        what(a.kind, a.table.as_ref()),
+                        verb(v),
+                        self.name()
+                    ),
+                }
+            }
+        }
+    }
+
+    fn decide_statement(&self, s: &Statement) -> Outcome {
+        if let Some(u) = s.unsupported.first() {
+            return Outcome::deny(
+                "classifier",
+                format!(
+                    "the statement uses {u}, which the gateway cannot classify, so it is denied"
+                ),
+            );
+        }
+        if let Some(v) = self.function_violation(s) {
+            return v;
+        }
+        let mut worst: Option<Outcome> = None;
+        for a in &s.actions {
+            let o = self.decide_action(a, s);
+            if worst.as_ref().is_none_or(|w| o.verdict > w.verdict) {
+                worst = Some(o);
+            }
+        }
+        worst.unwrap_or_else(|| {
+            Outcome::deny(
+                "classifier",
+                "the statement does nothing the gateway can classify".into(),
+            )
+        })
+    }
+
+    fn decide_message(&self, stmts: &[Statement]) -> Outcome {
+        match stmts {
+            [] => Outcome {
+                verdict: Verdict::Allow,
+                rule: None,
+                reason: "empty query".to_owned(),
+            },
+            [one] => self.decide_statement(one),
+            many => {
+                if self.multi() == MultiStatement::Deny {
+                    return Outcome::deny(
+                        "multi-statement",
+                        format!(
+                            "messages with several statements are denied by policy \"{}\"; send one statement at a time",
+                            self.name()
+                        ),
+                    );
+                }
+                for (i, s) in many.iter().enumerate() {
+                    let o = self.decide_statement(s);
+                    match o.verdict {
+                        Verdict::Allow => {}
+                        Verdict::Approval => {
+                            return Outcome::deny(
+                                "multi-statement",
+                                format!(
+                                    "a message with several statements runs only if every one is allowed; statement {} needs approval ({}). Approval is given to single statements: send it on its own",
+                                    i + 1,
+                                    o.reason
+                                ),
+                            );
+                        }
+                        Verdict::Deny => {
+                            return Outcome {
+                                verdict: Verdict::Deny,
+                                rule: o.rule,
+                                reason: format!(
+                                    "a message with several statements runs only if every one is allowed; statement {}: {}",
+                                    i + 1,
+                                    o.reason
+                                ),
+                            };
+                        }
+                    }
+                }
+                Outcome {
+                    verdict: Verdict::Allow,
+                    rule: None,
+                    reason: String::new(),
+                }
+            }
+        }
+    }
+}
+
+/// Every policy a node knows; decides for any session.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    policies: Vec<Arc<Policy>>,
+}
+
+/// A decision together with the classification it was made from, for dry runs.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The decision.
+    pub decision: Decision,
+    /// Each statement's classification (empty if the text did not classify).
+    pub statements: Vec<Statement>,
+    /// Names of the policies that applied.
+    pub policies: Vec<String>,
+}
+
+impl PolicySet {
+    /// A set of checked policies.
+    pub fn new(policies: Vec<Policy>) -> Self {
+        Self {
+            policies: policies.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The policies.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.iter().map(AsRef::as_ref)
+    }
+
+    /// Decides `text` for `subject`.
+    pub fn decide(&self, subject: &Subject<'_>, text: &str) -> Decision {
+        self.check(subject, text).decision
+    }
+
+    /// Decides `text` for `subject` and returns the classification too. Every
+    /// policy that applies must allow; the most restrictive answer wins.
+    pub fn check(&self, subject: &Subject<'_>, text: &str) -> Check {
+        let applicable: Vec<&Policy> = self.policies().filter(|p| p.applies(subject)).collect();
+        let names = applicable.iter().map(|p| p.name().to_owned()).collect();
+        let statements = match classify::classify(text) {
+            Ok(s) => s,
+            Err(e) => {
+                return Check {
+                    decision: Decision {
+                        verdict: Verdict::Deny,
+                        policy: None,
+                        rule: None,
+                        reason: format!("{e}; statements the gateway cannot parse are denied"),
+                        kinds: vec!["unparsed".to_owned()],
+                    },
+                    statements: Vec::new(),
+                    policies: names,
+                };
+            }
+        };
+        let kinds = statements
+            .iter()
+            .map(|s| s.kind.name().to_owned())
+            .collect();
+        let mut decision = Decision {
+            verdict: Verdict::Deny,
+            policy: None,
+            rule: None,
+            reason: format!(
+                "no policy gives {} access to target \"{}\"",
+                subject.identity, subject.target
+            ),
+            kinds,
+        };
+        let mut worst: Option<(&Policy, Outcome)> = None;
+        for p in &applicable {
+            let o = p.decide_message(&statements);
+            if worst.as_ref().is_none_or(|(_, w)| o.verdict > w.verdict) {
+                worst = Some((p, o));
+            }
+        }
+        if let Some((p, o)) = worst {
+            decision.verdict = o.verdict;
+            decision.policy = Some(p.name().to_owned());
+            decision.rule = o.rule;
+            decision.reason = o.reason;
+        }
+        Check {
+            decision,
+            statements,
+            policies: names,
+        }
+    }
+}
