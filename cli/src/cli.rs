@@ -31,6 +31,16 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Work with policies offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Decide a statement with a policy file, without any server: exit 0
+    /// whatever the decision, 2 on a bad policy or bad arguments.
+    Check(crate::policy::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +48,10 @@ pub struct DevArgs {
     /// Register a target: NAME=postgres://USER:PASSWORD@HOST:PORT/DB (repeatable).
     #[arg(long = "target", value_name = "NAME=URL")]
     pub targets: Vec<String>,
+    /// Load a policy file (repeatable). Without it, the `observe` policy
+    /// (allow and record everything parseable) applies.
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
     /// Where the embedded store, keys and certificates live.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -56,6 +70,13 @@ pub struct DevArgs {
     /// How long the printed tokens stay valid.
     #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
     pub token_ttl: std::time::Duration,
+    /// How long a peer may stall in the middle of a message (for tests).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
+    pub message_timeout: std::time::Duration,
+    /// How long a client may take from connecting to being authenticated
+    /// (for tests).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, hide = true)]
+    pub startup_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -78,5 +99,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ControlPlane(args) => crate::roles::control_plane(args).await,
         Command::DataPlane(args) => crate::roles::data_plane(args).await,
         Command::Token(TokenCommand::Issue(args)) => crate::token::issue(&args),
+        Command::Policy(PolicyCommand::Check(args)) => Ok(crate::policy::check(&args)),
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sluice_common::Shutdown;
-use sluice_control_plane::store::NewTarget;
+use sluice_control_plane::store::{NewTarget, PutMode};
 use sluice_control_plane::{ControlPlane, ControlPlaneConfig};
 use sluice_data_plane::control::snapshot::SnapshotCell;
 use sluice_data_plane::{BoundNode, DataPlaneConfig};
@@ -28,6 +28,7 @@ struct Ready {
     psql: String,
     data_dir: PathBuf,
     targets: Vec<String>,
+    policies: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -137,6 +138,7 @@ async fn run_with(
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
     let names = register_targets(&cp, targets).await?;
+    let policies = load_policies(&cp, &args.policies).await?;
 
     let node_config = DataPlaneConfig {
         node_name: "dev".to_owned(),
@@ -150,8 +152,8 @@ async fn run_with(
         tls_self_signed_dir: Some(data_dir.to_path_buf()),
         insecure_plaintext: args.pg_listen.ip().is_loopback(),
         max_snapshot_age: Duration::from_secs(60),
-        message_timeout: Duration::from_secs(30),
-        startup_timeout: Duration::from_secs(15),
+        message_timeout: args.message_timeout,
+        startup_timeout: args.startup_timeout,
         upstream_connect_timeout: Duration::from_secs(10),
         max_client_message_bytes: 64 << 20,
         max_server_message_bytes: 1 << 30,
@@ -172,8 +174,9 @@ async fn run_with(
         tokio::spawn(async move { serve_control_plane(&cp, grpc, http, &shutdown).await })
     };
 
-    wait_ready(&snapshot, &names).await?;
-    let ready = credentials(&cp, &api_url, pg_addr, data_dir, &names, args.token_ttl)?;
+    wait_ready(&snapshot, cp.store.revision().await?).await?;
+    let mut ready = credentials(&cp, &api_url, pg_addr, data_dir, &names, args.token_ttl)?;
+    ready.policies = policies;
     if let Some(path) = &args.ready_file {
         let json = serde_json::to_vec_pretty(&ready)?;
         sluice_common::tls::write_private(path, &json)
@@ -186,6 +189,37 @@ async fn run_with(
     cp_task.await.context("control plane task")??;
     cp.store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy applied when `sluice dev` is given none.
+const OBSERVE_POLICY: &str = include_str!("../../examples/policies/observe.yaml");
+
+/// Makes the store's policies exactly those on the command line (or
+/// `observe`); returns their names.
+async fn load_policies(cp: &ControlPlane, files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut sources = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read policy {}", f.display()))?;
+        sources.push((f.display().to_string(), text));
+    }
+    if sources.is_empty() {
+        sources.push(("observe".to_owned(), OBSERVE_POLICY.to_owned()));
+    }
+    let mut names = Vec::new();
+    for (origin, text) in &sources {
+        let stored = cp
+            .put_policy(text, "sluice dev", PutMode::Upsert, None)
+            .await
+            .with_context(|| format!("policy {origin}"))?;
+        names.push(stored.name);
+    }
+    for old in cp.store.list_policies().await? {
+        if !names.contains(&old.name) {
+            cp.delete_policy(&old.name, "sluice dev").await?;
+        }
+    }
+    Ok(names)
 }
 
 async fn register_targets(
@@ -205,12 +239,11 @@ async fn register_targets(
     Ok(names)
 }
 
-async fn wait_ready(snapshot: &Arc<SnapshotCell>, names: &[String]) -> anyhow::Result<()> {
+/// Waits until the node holds the configuration as of `revision`.
+async fn wait_ready(snapshot: &Arc<SnapshotCell>, revision: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(s) = snapshot.usable()
-            && names.iter().all(|n| s.targets.contains_key(n))
-        {
+        if snapshot.usable().is_ok_and(|s| s.version >= revision) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -255,6 +288,7 @@ fn credentials(
         agent_token: agent.token,
         data_dir: data_dir.to_path_buf(),
         targets: names.to_vec(),
+        policies: Vec::new(),
     })
 }
 
