@@ -40,6 +40,11 @@ pub struct ControlPlaneConfig {
     /// before anyone has used the API. Stored hashed.
     #[serde(default)]
     pub bootstrap_join_token: Option<String>,
+    /// Redis, shared by every replica, so a change made through one reaches
+    /// nodes attached to the others at once. Without it, replicas notice each
+    /// other's changes within `config_poll_interval`.
+    #[serde(default)]
+    pub redis_url: Option<String>,
     /// How often nodes send heartbeats.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat_interval: Duration,

@@ -94,7 +94,11 @@ impl ControlPlane {
         };
         let first = snapshot::build(&store, &trust).await?;
         let (tx, rx) = watch::channel(Arc::new(first));
-        let bus = Bus::new();
+        let bus = match &config.redis_url {
+            Some(url) => Bus::with_redis(url, shutdown.clone())
+                .map_err(|e| StartError::Config(format!("redis_url: {e}")))?,
+            None => Bus::new(),
+        };
         tokio::spawn(snapshot::follow(
             store.clone(),
             trust,

@@ -3,7 +3,7 @@
 //! database on the real server) and SQLite (a fresh file).
 
 use sluice_control_plane::store::{
-    EventKind, NewTarget, SessionFilter, Store, StoreError, StoredEvent,
+    EventKind, NewTarget, PutMode, SessionFilter, Store, StoreError, StoredEvent,
 };
 use sluice_e2e::pg::TestDb;
 
@@ -39,6 +39,7 @@ conformance!(
     sessions_page_newest_first,
     event_pages_follow_sequence,
     bad_cursors_are_refused,
+    policies_keep_every_version,
 );
 
 fn target(name: &str) -> NewTarget {
@@ -279,4 +280,67 @@ async fn bad_cursors_are_refused(s: &Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Cursor));
+}
+
+async fn policies_keep_every_version(s: &Store) {
+    let r0 = s.revision().await.unwrap();
+    let v1 = s
+        .put_policy("p", "name: p # one", "alice", PutMode::Create)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert!(s.revision().await.unwrap() > r0, "nodes must hear of it");
+    assert!(
+        s.put_policy("p", "x", "alice", PutMode::Create)
+            .await
+            .unwrap()
+            .is_none(),
+        "create refuses a taken name"
+    );
+    assert!(
+        s.put_policy("q", "x", "alice", PutMode::Replace)
+            .await
+            .unwrap()
+            .is_none(),
+        "replace needs an existing one"
+    );
+    let v2 = s
+        .put_policy("p", "name: p # two", "bob", PutMode::Replace)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.created_at, v1.created_at);
+    assert_eq!(
+        s.get_policy("p").await.unwrap().unwrap().source,
+        "name: p # two"
+    );
+    assert!(s.delete_policy("p", "carol").await.unwrap());
+    assert!(!s.delete_policy("p", "carol").await.unwrap());
+    assert!(s.get_policy("p").await.unwrap().is_none());
+    let v4 = s
+        .put_policy("p", "name: p # back", "dan", PutMode::Upsert)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v4.version, 4,
+        "versions are never reused, not even after a delete"
+    );
+    let history = s.policy_versions("p").await.unwrap();
+    let summary: Vec<_> = history
+        .iter()
+        .map(|v| (v.version, v.author.as_str(), v.source.is_some()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "alice", true),
+            (2, "bob", true),
+            (3, "carol", false),
+            (4, "dan", true)
+        ]
+    );
+    assert_eq!(s.list_policies().await.unwrap().len(), 1);
 }

@@ -114,6 +114,24 @@ async fn open_session(
                 "the gateway could not connect to it; try again later or ask an administrator",
             )
         })?;
+    // The gateway splits statements as the server does only if backslashes
+    // in ordinary strings are ordinary characters. A target configured
+    // otherwise could read a statement differently: refuse it.
+    if !upstream
+        .params
+        .iter()
+        .any(|(k, v)| k == "standard_conforming_strings" && v == "on")
+    {
+        tracing::warn!("target runs with standard_conforming_strings off; refusing the session");
+        return Err(ClientError::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "target \"{}\" runs with standard_conforming_strings off, which this gateway refuses",
+                hello.database
+            ),
+        )
+        .with_hint("an administrator must set standard_conforming_strings = on for the target"));
+    }
     let ctx = SessionCtx::new(
         identity,
         hello.database.clone(),
