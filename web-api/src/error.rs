@@ -3,8 +3,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sluice_control_plane::policies::PolicyChangeError;
 use sluice_control_plane::store::StoreError;
 use sluice_identity::TokenError;
+use sluice_policy::PolicyError;
 use utoipa::ToSchema;
 
 /// The media type of every error body, so clients can tell errors from data
@@ -37,8 +39,18 @@ pub enum ApiError {
     /// A unique name is already taken (409).
     #[error("{0}")]
     Conflict(String),
-    /// The body is not JSON as declared, or too large (415 / 413): the
-    /// status comes from the framework's rejection.
+    /// The request is well formed but its document is not acceptable, e.g.
+    /// a policy that does not check (422). `errors` names each field at
+    /// fault and travels as an extension member of the problem.
+    #[error("{detail}")]
+    Unprocessable {
+        /// A summary safe to show the caller.
+        detail: String,
+        /// The fields at fault.
+        errors: Vec<FieldError>,
+    },
+    /// The body is not of a media type the endpoint takes, or too large
+    /// (415 / 413).
     #[error("{detail}")]
     Body {
         /// 413 or 415.
@@ -59,6 +71,45 @@ impl From<StoreError> for ApiError {
                 "the cursor is invalid; pass back a next_cursor unchanged".to_owned(),
             ),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        Self::Unprocessable {
+            detail: format!("the policy is invalid: {e}"),
+            errors: vec![FieldError {
+                path: e.path,
+                message: e.message,
+            }],
+        }
+    }
+}
+
+impl From<PolicyChangeError> for ApiError {
+    fn from(e: PolicyChangeError) -> Self {
+        match e {
+            PolicyChangeError::Invalid(e) => e.into(),
+            PolicyChangeError::NameMismatch { expected, got } => {
+                let message = format!(
+                    "the document is named {got:?}, but the request addresses {expected:?}"
+                );
+                Self::Unprocessable {
+                    detail: format!("the policy is invalid: name: {message}"),
+                    errors: vec![FieldError {
+                        path: "name".to_owned(),
+                        message,
+                    }],
+                }
+            }
+            PolicyChangeError::Exists(name) => Self::Conflict(format!(
+                "a policy named {name:?} already exists; PUT /api/v1/policies/{name} replaces it"
+            )),
+            PolicyChangeError::NotFound(name) => Self::NotFound(format!(
+                "no policy named {name:?}; POST /api/v1/policies creates one"
+            )),
+            PolicyChangeError::Store(e) => e.into(),
         }
     }
 }
@@ -85,6 +136,21 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request, in words safe to show the caller.
     pub detail: String,
+    /// Extension member of 422 problems: each field of the submitted
+    /// document that is at fault. Absent from other problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One field of a submitted document that is at fault.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Dotted path of the field (`statements.rules[2].tables`); empty when
+    /// the document as a whole is at fault (a YAML syntax error, whose
+    /// message gives the line and column).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl ApiError {
@@ -97,6 +163,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Body { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,6 +185,10 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
+            errors: match self {
+                Self::Unprocessable { errors, .. } => Some(errors.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -2,7 +2,7 @@
 //! [`ApiError`] so a malformed request gets a problem document like any
 //! other error instead of axum's plain-text body.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -39,6 +39,20 @@ fn from_json_rejection(rejection: &JsonRejection) -> ApiError {
         },
         // Malformed JSON and JSON of the wrong shape are both the client's
         // request being bad; one status keeps clients simple.
+        s if s.is_client_error() => ApiError::BadRequest(rejection.body_text()),
+        _ => ApiError::Internal(rejection.body_text()),
+    }
+}
+
+/// The error for a raw body that could not be read: 413 over the size
+/// limit, 400 otherwise.
+pub(crate) fn from_bytes_rejection(rejection: &BytesRejection) -> ApiError {
+    let status = rejection.status();
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::Body {
+            status,
+            detail: rejection.body_text(),
+        },
         s if s.is_client_error() => ApiError::BadRequest(rejection.body_text()),
         _ => ApiError::Internal(rejection.body_text()),
     }

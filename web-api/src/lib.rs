@@ -1,6 +1,7 @@
-//! The REST API of the control plane: targets, sessions and their events,
-//! nodes and join tokens for administrators, the public key set for anyone
-//! who must verify our tokens, and an OpenAPI document describing it all.
+//! The REST API of the control plane: targets, policies, sessions and their
+//! events, nodes and join tokens for administrators, the public key set for
+//! anyone who must verify our tokens, and an OpenAPI document describing it
+//! all.
 //!
 //! It runs inside the control-plane process and reads and writes through the
 //! same [`ControlPlane`] the gRPC service uses, so a change made here reaches
@@ -14,6 +15,7 @@ pub mod extract;
 pub mod join_tokens;
 pub mod nodes;
 pub mod openapi;
+pub mod policies;
 pub mod sessions;
 pub mod targets;
 
@@ -87,6 +89,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
     let openapi = Bytes::from(openapi::ApiDoc::openapi().to_json().unwrap_or_default());
     let api = Router::new()
         .merge(targets::routes())
+        .merge(policies::routes())
         .merge(sessions::routes())
         .merge(events::routes())
         .merge(nodes::routes())

@@ -7,29 +7,33 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::{PROBLEM_JSON, Problem};
-use crate::{auth, events, join_tokens, nodes, sessions, targets};
+use crate::error::{FieldError, PROBLEM_JSON, Problem};
+use crate::{auth, events, join_tokens, nodes, policies, sessions, targets};
 
 /// The API document. `ApiDoc::openapi()` builds it.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "Sluice API",
-        description = "Manage the targets Sluice guards, the nodes that guard them, and read the record of every session. \
+        description = "Manage the targets Sluice guards, the policies that decide every statement, the nodes that guard them, \
+                       and read the record of every session. \
                        Every /api/v1 endpoint except this document needs `Authorization: Bearer <token>`; \
                        every error is an RFC 9457 problem document."
     ),
     paths(
         targets::list, targets::create, targets::show, targets::remove,
+        policies::list, policies::create, policies::show, policies::replace, policies::remove,
+        policies::versions, policies::check,
         sessions::list, sessions::show, events::list,
         nodes::list,
         join_tokens::create, join_tokens::list, join_tokens::revoke,
         auth::jwks,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, FieldError)),
     modifiers(&CommonResponses),
     tags(
         (name = "targets", description = "The systems Sluice guards"),
+        (name = "policies", description = "The rules every statement is decided by, and a dry run"),
         (name = "sessions", description = "Recorded sessions and their events"),
         (name = "nodes", description = "Data-plane nodes"),
         (name = "join-tokens", description = "Credentials nodes use to join"),

@@ -17,6 +17,26 @@ fn protected() -> Vec<(Method, &'static str, Option<Value>)> {
         ),
         (Method::GET, "/api/v1/targets/x", None),
         (Method::DELETE, "/api/v1/targets/x", None),
+        (Method::GET, "/api/v1/policies", None),
+        (
+            Method::POST,
+            "/api/v1/policies",
+            Some(json!({"source": "name: x\nstatements: {}\n"})),
+        ),
+        (Method::GET, "/api/v1/policies/x", None),
+        (
+            Method::PUT,
+            "/api/v1/policies/x",
+            Some(json!({"source": "name: x\nstatements: {}\n"})),
+        ),
+        (Method::DELETE, "/api/v1/policies/x", None),
+        (Method::GET, "/api/v1/policies/x/versions", None),
+        (
+            Method::POST,
+            "/api/v1/policies/check",
+            Some(json!({"sql": "SELECT 1", "target": "t", "groups": []})),
+        ),
+        (Method::GET, "/api/v1/policies/check", None),
         (Method::GET, "/api/v1/sessions", None),
         (Method::GET, "/api/v1/sessions/x", None),
         (Method::GET, "/api/v1/sessions/x/events", None),
@@ -52,6 +72,7 @@ async fn expect_for_all(api: &Api, auth: Option<&str>, status: u16, challenge: &
     // Nothing was changed by any refused request.
     assert!(api.cp.store.list_targets().await.unwrap().is_empty());
     assert!(api.cp.store.list_join_tokens().await.unwrap().is_empty());
+    assert!(api.cp.store.list_policies().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -10,5 +10,6 @@ mod errors;
 mod join_tokens;
 mod nodes;
 mod openapi;
+mod policies;
 mod sessions;
 mod targets;

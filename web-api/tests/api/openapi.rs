@@ -20,6 +20,10 @@ async fn openapi_document_describes_the_api() {
     let expected = [
         ("/api/v1/targets", &["get", "post"][..]),
         ("/api/v1/targets/{name}", &["get", "delete"]),
+        ("/api/v1/policies", &["get", "post"]),
+        ("/api/v1/policies/{name}", &["get", "put", "delete"]),
+        ("/api/v1/policies/{name}/versions", &["get"]),
+        ("/api/v1/policies/check", &["post"]),
         ("/api/v1/sessions", &["get"]),
         ("/api/v1/sessions/{id}", &["get"]),
         ("/api/v1/sessions/{id}/events", &["get"]),
@@ -59,7 +63,7 @@ async fn openapi_document_describes_the_api() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), count, "operationIds are unique");
-    assert_eq!(count, 12, "one operationId per operation");
+    assert_eq!(count, 19, "one operationId per operation");
     assert!(
         paths["/.well-known/jwks.json"]["get"]
             .get("security")
@@ -80,6 +84,13 @@ async fn openapi_document_describes_the_api() {
         "EventView",
         "NodeView",
         "CreatedJoinToken",
+        "PolicySummary",
+        "PolicyView",
+        "PolicyVersionView",
+        "PolicyBody",
+        "CheckRequest",
+        "CheckAnswer",
+        "FieldError",
     ] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
@@ -92,6 +103,52 @@ async fn openapi_document_describes_the_api() {
     assert_eq!(
         schemas["CreateTarget"]["properties"]["password"]["writeOnly"],
         true
+    );
+    // Policies are sent as YAML or JSON; invalid ones are 422 problems
+    // whose `errors` name the field.
+    for (path, method) in [
+        ("/api/v1/policies", "post"),
+        ("/api/v1/policies/{name}", "put"),
+    ] {
+        let op = &paths[path][method];
+        let content = op["requestBody"]["content"].as_object().unwrap();
+        for ctype in [
+            "application/yaml",
+            "application/x-yaml",
+            "text/yaml",
+            "application/json",
+        ] {
+            assert!(content.contains_key(ctype), "{method} {path} takes {ctype}");
+        }
+        assert_eq!(
+            content["application/json"]["schema"]["$ref"],
+            "#/components/schemas/PolicyBody"
+        );
+        for status in ["413", "415", "422"] {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    assert_eq!(
+        schemas["Problem"]["properties"]["errors"]["type"][0], "array",
+        "{}",
+        schemas["Problem"]
+    );
+    assert_eq!(
+        schemas["CheckAnswer"]["properties"]["decision"]["$ref"],
+        "#/components/schemas/DecisionName"
+    );
+    assert_eq!(
+        schemas["DecisionName"]["enum"],
+        serde_json::json!(["allow", "approval", "deny"])
+    );
+    assert!(
+        schemas["PolicySummary"]["properties"]
+            .get("source")
+            .is_none(),
+        "listings carry no source"
     );
     assert_eq!(
         doc["components"]["responses"]["Unauthenticated"]["content"]["application/problem+json"]["schema"]
