@@ -135,6 +135,7 @@ async fn run_with(
         bootstrap_join_token: Some(join_token.clone()),
         heartbeat_interval: Duration::from_secs(2),
         config_poll_interval: Duration::from_secs(2),
+        redis_url: None,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
     let names = register_targets(&cp, targets).await?;

@@ -129,6 +129,7 @@ impl BoundNode {
                 allow_plaintext: c.insecure_plaintext,
                 max_message: c.max_client_message_bytes,
                 stall: c.message_timeout,
+                startup: c.startup_timeout,
             },
             limits: Limits {
                 max_client_message: c.max_client_message_bytes,

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-/// Path of the `sluice` binary built alongside the tests. Cargo builds every
-/// workspace binary before running integration tests, so it sits next to the
-/// test executable's directory.
+/// Path of the `sluice` binary built alongside the tests: it sits next to
+/// the test executable's directory. `cargo test --workspace` builds it, but
+/// `cargo test -p sluice-e2e` does not, so [`ensure_built`] builds it too.
 pub fn sluice_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_BIN") {
         return PathBuf::from(p);
@@ -22,6 +23,31 @@ pub fn sluice_bin() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     dir.join("sluice")
+}
+
+/// Builds the `sluice` binary once per test process with the cargo running
+/// the tests, so a test never runs a stale gateway. Does nothing when
+/// `SLUICE_BIN` names a binary or the tests were not started by cargo.
+pub fn ensure_built() -> anyhow::Result<()> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let (Err(_), Ok(cargo)) = (std::env::var("SLUICE_BIN"), std::env::var("CARGO")) else {
+                return Ok(());
+            };
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "sluice", "--bin", "sluice"]);
+            if sluice_bin().parent().and_then(Path::file_name) == Some("release".as_ref()) {
+                cmd.arg("--release");
+            }
+            match cmd.status() {
+                Ok(s) if s.success() => Ok(()),
+                Ok(s) => Err(format!("cargo build -p sluice failed: {s}")),
+                Err(e) => Err(format!("cannot run cargo build -p sluice: {e}")),
+            }
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// What `sluice dev --ready-file` writes.
@@ -93,6 +119,7 @@ impl Sluice {
         args: &[String],
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        ensure_built()?;
         let log = dir.path().join("sluice.log");
         let out = std::fs::File::create(&log)?;
         let mut cmd = Command::new(sluice_bin());

@@ -24,6 +24,9 @@ pub struct HandshakeConfig {
     pub max_message: usize,
     /// Longest stall mid-message.
     pub stall: std::time::Duration,
+    /// Longest time from connecting to having sent the token, however the
+    /// client spends it (a client that never sends its password included).
+    pub startup: std::time::Duration,
 }
 
 /// Startup parameters forwarded to the target. Anything that could change
@@ -129,7 +132,10 @@ enum Outcome {
 /// receive one).
 pub async fn handshake(tcp: TcpStream, cfg: &HandshakeConfig) -> Result<Handshake, HandshakeError> {
     let mut reader = FrameReader::new(MaybeTls::Plain(tcp), cfg.max_message, cfg.stall);
-    match run(&mut reader, cfg).await {
+    let outcome = tokio::time::timeout(cfg.startup, run(&mut reader, cfg))
+        .await
+        .unwrap_or(Err(HandshakeError::Read(ReadError::Stalled(cfg.startup))));
+    match outcome {
         Ok(Outcome::Session {
             user,
             database,
@@ -369,6 +375,45 @@ mod tests {
             check_params(p(&[("database", "demo")])).is_err(),
             "user is required"
         );
+    }
+
+    fn config(startup: std::time::Duration) -> HandshakeConfig {
+        HandshakeConfig {
+            tls: None,
+            allow_plaintext: true,
+            max_message: 1 << 20,
+            stall: std::time::Duration::from_secs(30),
+            startup,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_sends_its_token_is_cut_off() {
+        use tokio::io::AsyncReadExt as _;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client
+            .write_all(&crate::pg::codec::startup::encode_startup(&[("user", "a")]))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = handshake(server, &config(std::time::Duration::from_millis(200)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::Read(ReadError::Stalled(_))),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The client was asked for its password, then told why it was dropped.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got[0], b'R');
+        assert_eq!(got[9], b'E', "{got:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
 pub use self::session::SessionCtx;
 use self::statements::ClientState;
 use self::tracker::{Action, Desync, Tracker};
-use crate::pg::codec::frame::Frame;
+use crate::pg::codec::frame::{Frame, FrameError};
 use crate::pg::error::{ClientError, sqlstate};
 use crate::pg::io::{FrameReader, ReadError};
 use crate::pg::stream::MaybeTls;
@@ -173,9 +173,13 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
 
 fn too_large_or_io(e: ReadError) -> End {
     match e {
-        ReadError::Frame(f) => {
+        ReadError::Frame(f @ FrameError::TooLarge { .. }) => {
             End::ClientProtocol(ClientError::fatal(sqlstate::PROGRAM_LIMIT, f.to_string()))
         }
+        ReadError::Frame(f @ FrameError::BadLength(_)) => End::ClientProtocol(ClientError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            f.to_string(),
+        )),
         ReadError::Stalled(_) => End::ClientProtocol(ClientError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             "timed out waiting for the rest of a message",
@@ -225,5 +229,36 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Ok(false) => return End::UpstreamLost("the target closed the connection".to_owned()),
             Err(e) => return End::UpstreamLost(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: ReadError) -> &'static str {
+        match too_large_or_io(e) {
+            End::ClientProtocol(c) => c.code,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_length_is_a_protocol_violation_and_a_huge_message_a_limit() {
+        assert_eq!(
+            code(ReadError::Frame(FrameError::BadLength(3))),
+            sqlstate::PROTOCOL_VIOLATION
+        );
+        assert_eq!(
+            code(ReadError::Frame(FrameError::TooLarge {
+                size: 1 << 30,
+                limit: 64 << 20
+            })),
+            sqlstate::PROGRAM_LIMIT
+        );
+        assert!(matches!(
+            too_large_or_io(ReadError::Truncated),
+            End::ClientIo(_)
+        ));
     }
 }

@@ -158,7 +158,11 @@ impl ClientState {
                 out.extend_from_slice(&frame.raw);
                 tracker.push(Expect::Sync);
             }
-            b'H' | b'd' | b'c' | b'f' => out.extend_from_slice(&frame.raw),
+            b'H' | b'd' => out.extend_from_slice(&frame.raw),
+            b'c' | b'f' => {
+                out.extend_from_slice(&frame.raw);
+                tracker.copy_ended();
+            }
             b'F' => {
                 // FunctionCall runs a function by OID, bypassing SQL: refuse.
                 let mut exec = Exec::new(
@@ -190,11 +194,7 @@ impl ClientState {
 
 fn decided(ctx: &SessionCtx, text: &[u8], protocol: Protocol) -> Exec {
     let decision = ctx.decide(text);
-    Exec::new(
-        String::from_utf8_lossy(text).into(),
-        Arc::new(decision),
-        protocol,
-    )
+    Exec::new(String::from_utf8_lossy(text).into(), decision, protocol)
 }
 
 /// Records the refusal now (nothing will run) and arms its error.

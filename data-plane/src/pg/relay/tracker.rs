@@ -5,7 +5,8 @@
 //! lets the gateway attribute results to statements (for audit and masking)
 //! and put a refusal exactly where the server would have put an error, even
 //! with pipelining. It mirrors the server's rules: after an error in the
-//! extended protocol, everything up to the next Sync is skipped.
+//! extended protocol, everything up to the next Sync is skipped; a Sync that
+//! arrives while COPY FROM STDIN runs is ignored.
 //!
 //! Pure: no I/O, unit-tested below.
 
@@ -128,17 +129,53 @@ pub struct Desync {
     pub expected: &'static str,
 }
 
+/// An owed response, and how many copy ends (CopyDone or CopyFail) the
+/// client had sent before the message that owes it.
+#[derive(Debug)]
+struct Owed {
+    expect: Expect,
+    copy_ends: u64,
+}
+
 /// The queue of owed responses and the executions that have finished.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    queue: VecDeque<Expect>,
+    queue: VecDeque<Owed>,
     done: Vec<Exec>,
+    /// CopyDone and CopyFail messages the client has sent so far.
+    copy_ends: u64,
+    /// While the Execute at the front runs COPY FROM STDIN: its `copy_ends`.
+    copy_in: Option<u64>,
+    /// An extended-protocol message failed before its Sync was forwarded:
+    /// the server skips every message until that Sync, including those the
+    /// client has not sent yet.
+    skipping: bool,
+    /// The SQLSTATE of a failed Parse or Bind, until the Execute it was for
+    /// takes it.
+    unclaimed: Option<String>,
 }
 
 impl Tracker {
     /// Records that the server owes a response to a message just forwarded.
     pub fn push(&mut self, e: Expect) {
-        self.queue.push_back(e);
+        if self.skipping {
+            if !matches!(e, Expect::Sync) {
+                return self.skip(e);
+            }
+            self.skipping = false;
+            self.unclaimed = None;
+        }
+        self.queue.push_back(Owed {
+            expect: e,
+            copy_ends: self.copy_ends,
+        });
+    }
+
+    /// Records that the client ended a COPY FROM STDIN (CopyDone or
+    /// CopyFail): the Syncs it sent since the COPY's Execute were read by the
+    /// server in copy mode, and ignored.
+    pub fn copy_ended(&mut self) {
+        self.copy_ends = self.copy_ends.wrapping_add(1);
     }
 
     /// Number of responses still owed.
@@ -154,16 +191,61 @@ impl Tracker {
     /// Everything unfinished, at the end of a session.
     pub fn abandon(&mut self) -> Vec<Exec> {
         let mut out = self.take_done();
-        for e in self.queue.drain(..) {
-            if let Expect::Execute(x) | Expect::Simple(x) = e {
+        for o in self.queue.drain(..) {
+            if let Expect::Execute(x) | Expect::Simple(x) = o.expect {
                 out.push(x);
             }
         }
         out
     }
 
+    fn front(&self) -> Option<&Expect> {
+        self.queue.front().map(|o| &o.expect)
+    }
+
+    fn front_mut(&mut self) -> Option<&mut Expect> {
+        self.queue.front_mut().map(|o| &mut o.expect)
+    }
+
+    fn pop_front(&mut self) -> Option<Expect> {
+        self.queue.pop_front().map(|o| o.expect)
+    }
+
+    /// Takes the Execute at the front, which has finished. If it ran COPY
+    /// FROM STDIN, the server ignored every Sync the client sent between it
+    /// and the copy's end (clients such as tokio-postgres send one before
+    /// they learn the statement is a COPY): those are owed nothing.
+    fn pop_execute(&mut self) -> Option<Exec> {
+        let Some(Expect::Execute(x)) = self.pop_front() else {
+            return None;
+        };
+        if let Some(k) = self.copy_in.take() {
+            while self
+                .queue
+                .front()
+                .is_some_and(|o| matches!(o.expect, Expect::Sync) && o.copy_ends == k)
+            {
+                self.queue.pop_front();
+            }
+        }
+        Some(x)
+    }
+
+    /// The server skips `e` because an earlier message before the next Sync
+    /// failed: an execution it carried is finished, failed if it is the one
+    /// the error was for, skipped otherwise.
+    fn skip(&mut self, e: Expect) {
+        if let Expect::Execute(mut x) | Expect::Simple(mut x) = e {
+            match self.unclaimed.take() {
+                Some(code) => x.sqlstate = code,
+                None => x.skipped = true,
+            }
+            self.done.push(x);
+        }
+    }
+
     fn front_name(&self) -> &'static str {
-        match self.queue.front() {
+        match self.front() {
             None => "nothing",
             Some(Expect::Parse { .. }) => "ParseComplete",
             Some(Expect::Bind) => "BindComplete",
@@ -193,19 +275,33 @@ impl Tracker {
             b'n' => self.pop_if(tag, |e| {
                 matches!(e, Expect::DescribeStatement | Expect::DescribePortal)
             }),
-            b't' => match self.queue.front() {
+            b't' => match self.front() {
                 Some(Expect::DescribeStatement) => Ok(Action::Forward),
                 _ => Err(self.desync(tag)),
             },
-            b'T' => match self.queue.front() {
+            b'T' => match self.front() {
                 Some(Expect::DescribeStatement | Expect::DescribePortal) => {
-                    self.queue.pop_front();
+                    self.pop_front();
                     Ok(Action::Forward)
                 }
                 Some(Expect::Simple(_)) => Ok(Action::Forward),
                 _ => Err(self.desync(tag)),
             },
-            b'D' | b'G' | b'H' | b'W' | b'd' | b'c' | b'V' => match self.queue.front() {
+            b'G' => match self.queue.front() {
+                Some(Owed {
+                    expect: Expect::Execute(_),
+                    copy_ends,
+                }) => {
+                    self.copy_in = Some(*copy_ends);
+                    Ok(Action::Forward)
+                }
+                Some(Owed {
+                    expect: Expect::Simple(_),
+                    ..
+                }) => Ok(Action::Forward),
+                _ => Err(self.desync(tag)),
+            },
+            b'D' | b'H' | b'W' | b'd' | b'c' | b'V' => match self.front() {
                 Some(Expect::Simple(_) | Expect::Execute(_)) => Ok(Action::Forward),
                 _ => Err(self.desync(tag)),
             },
@@ -217,9 +313,9 @@ impl Tracker {
     }
 
     fn pop_if(&mut self, tag: u8, ok: impl Fn(&Expect) -> bool) -> Result<Action, Desync> {
-        match self.queue.front() {
+        match self.front() {
             Some(e) if ok(e) => {
-                self.queue.pop_front();
+                self.pop_front();
                 Ok(Action::Forward)
             }
             _ => Err(self.desync(tag)),
@@ -227,7 +323,7 @@ impl Tracker {
     }
 
     fn on_completion(&mut self, tag: u8, body: &[u8]) -> Result<Action, Desync> {
-        match self.queue.front_mut() {
+        match self.front_mut() {
             Some(Expect::Simple(x)) => {
                 if tag == b'C' {
                     x.rows += backend::command_rows(body);
@@ -236,7 +332,7 @@ impl Tracker {
                 Ok(Action::Forward)
             }
             Some(Expect::Execute(_)) => {
-                if let Some(Expect::Execute(mut x)) = self.queue.pop_front() {
+                if let Some(mut x) = self.pop_execute() {
                     if tag == b'C' {
                         x.rows += backend::command_rows(body);
                         x.command_tag = tag_text(body);
@@ -253,7 +349,7 @@ impl Tracker {
         let code = String::from_utf8_lossy(backend::error_field(body, b'C').unwrap_or_default())
             .into_owned();
         let mut action = Action::Forward;
-        match self.queue.front_mut() {
+        match self.front_mut() {
             // An error outside any request (e.g. the server shutting down).
             None => return action,
             // A Query's error: the Query still ends with ReadyForQuery.
@@ -271,40 +367,49 @@ impl Tracker {
             Some(_) => {}
         }
         // An extended-protocol message failed: the server skips everything
-        // up to the next Sync, and so do we.
-        match self.queue.pop_front() {
-            Some(Expect::Parse { denial: Some(d) }) => action = Action::Replace(d),
-            Some(Expect::Execute(mut x)) => {
+        // up to the next Sync, and so do we, whether the client has sent it
+        // yet or not.
+        if matches!(self.front(), Some(Expect::Execute(_))) {
+            if let Some(mut x) = self.pop_execute() {
                 x.sqlstate = code;
                 self.done.push(x);
             }
-            _ => {}
+        } else {
+            match self.pop_front() {
+                Some(Expect::Parse { denial: Some(d) }) => action = Action::Replace(d),
+                // A statement that fails to parse, or to bind (the server
+                // plans with the parameters there, so `1 / $1` with 0 fails
+                // at Bind), fails as the Execute that was to run it.
+                Some(Expect::Parse { denial: None } | Expect::Bind) => self.unclaimed = Some(code),
+                _ => {}
+            }
         }
-        while let Some(front) = self.queue.front() {
+        while let Some(front) = self.front() {
             if matches!(front, Expect::Sync) {
-                break;
+                self.unclaimed = None;
+                return action;
             }
-            if let Some(Expect::Execute(mut x) | Expect::Simple(mut x)) = self.queue.pop_front() {
-                x.skipped = true;
-                self.done.push(x);
+            if let Some(e) = self.pop_front() {
+                self.skip(e);
             }
         }
+        self.skipping = true;
         action
     }
 
     fn on_ready(&mut self, tag: u8) -> Result<Action, Desync> {
-        match self.queue.pop_front() {
-            Some(Expect::Sync) => Ok(Action::Forward),
-            Some(Expect::Simple(x)) => {
-                self.done.push(x);
+        match self.front() {
+            Some(Expect::Sync) => {
+                self.pop_front();
                 Ok(Action::Forward)
             }
-            other => {
-                if let Some(e) = other {
-                    self.queue.push_front(e);
+            Some(Expect::Simple(_)) => {
+                if let Some(Expect::Simple(x)) = self.pop_front() {
+                    self.done.push(x);
                 }
-                Err(self.desync(tag))
+                Ok(Action::Forward)
             }
+            _ => Err(self.desync(tag)),
         }
     }
 }
@@ -412,6 +517,62 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_parse_or_bind_is_the_failure_of_the_execute_it_was_for() {
+        for failing in [b'1', b'2'] {
+            let mut t = Tracker::default();
+            t.push(Expect::Parse { denial: None });
+            t.push(Expect::Bind);
+            t.push(Expect::Execute(exec("SELECT 1 / $1", Protocol::Extended)));
+            t.push(Expect::Parse { denial: None });
+            t.push(Expect::Bind);
+            t.push(Expect::Execute(exec("SELECT 2", Protocol::Extended)));
+            t.push(Expect::Sync);
+            if failing == b'2' {
+                feed(&mut t, &[(b'1', b"")]);
+            }
+            feed(&mut t, &[(b'E', err("22012").body()), (b'Z', b"I")]);
+            let done = t.take_done();
+            assert_eq!(done[0].sqlstate, "22012");
+            assert!(!done[0].skipped);
+            assert!(done[1].skipped && done[1].sqlstate.is_empty());
+            assert_eq!(t.pending(), 0);
+        }
+    }
+
+    /// A client that writes each message separately can see the server's
+    /// error for its Parse before the rest of the batch reaches the gateway.
+    #[test]
+    fn an_error_skips_what_the_client_sends_after_it_up_to_sync() {
+        for denial in [None, Some(err("42501"))] {
+            let mut t = Tracker::default();
+            t.push(Expect::Parse {
+                denial: denial.clone(),
+            });
+            let acts = feed(&mut t, &[(b'E', err("42P01").body())]);
+            assert_eq!(acts[0] == Action::Forward, denial.is_none());
+            t.push(Expect::Bind);
+            t.push(Expect::DescribePortal);
+            t.push(Expect::Execute(exec(
+                "SELECT * FROM nope",
+                Protocol::Extended,
+            )));
+            t.push(Expect::Execute(exec("SELECT 2", Protocol::Extended)));
+            t.push(Expect::Sync);
+            feed(&mut t, &[(b'Z', b"T")]);
+            assert_eq!(t.pending(), 0);
+            let done = t.take_done();
+            // Without a refusal the parse error is the first Execute's own.
+            assert_eq!(done[0].skipped, denial.is_some());
+            assert_eq!(done[0].sqlstate.is_empty(), denial.is_some());
+            assert!(done[1].skipped);
+            // After the Sync, everything is owed as usual.
+            t.push(Expect::Simple(exec("SELECT 3", Protocol::Simple)));
+            feed(&mut t, &[(b'C', b"SELECT 1\0"), (b'Z', b"I")]);
+            assert_eq!(t.take_done()[0].rows, 1);
+        }
+    }
+
+    #[test]
     fn a_refused_parse_replaces_the_markers_error() {
         let mut t = Tracker::default();
         let refusal = err("42501");
@@ -493,6 +654,77 @@ mod tests {
             ],
         );
         assert_eq!(t.take_done()[0].rows, 1);
+    }
+
+    /// tokio-postgres's copy_in: Bind, Execute, Sync, then the data,
+    /// CopyDone, Sync. The server ignores the first Sync (read in copy mode)
+    /// and answers the second; the next statement must still line up.
+    #[test]
+    fn a_sync_sent_during_copy_in_is_owed_nothing() {
+        let mut t = Tracker::default();
+        t.push(Expect::Bind);
+        t.push(Expect::Execute(exec(
+            "COPY t FROM STDIN",
+            Protocol::Extended,
+        )));
+        t.push(Expect::Sync);
+        feed(&mut t, &[(b'2', b""), (b'G', b"")]);
+        t.copy_ended();
+        t.push(Expect::Sync);
+        t.push(Expect::Parse { denial: None });
+        t.push(Expect::DescribeStatement);
+        t.push(Expect::Sync);
+        feed(
+            &mut t,
+            &[
+                (b'C', b"COPY 3\0"),
+                (b'Z', b"I"),
+                (b'1', b""),
+                (b't', b""),
+                (b'n', b""),
+                (b'Z', b"I"),
+            ],
+        );
+        let done = t.take_done();
+        assert_eq!((done[0].rows, done[0].command_tag.as_str()), (3, "COPY 3"));
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_copy_in_that_fails_skips_to_the_sync_after_its_end() {
+        let mut t = Tracker::default();
+        // A stray CopyDone outside any COPY changes nothing.
+        t.copy_ended();
+        t.push(Expect::Bind);
+        t.push(Expect::Execute(exec(
+            "COPY t FROM STDIN",
+            Protocol::Extended,
+        )));
+        t.push(Expect::Sync);
+        feed(&mut t, &[(b'2', b""), (b'G', b"")]);
+        feed(&mut t, &[(b'E', err("22P02").body())]);
+        // The client, still copying, ends with CopyFail and Sync.
+        t.copy_ended();
+        t.push(Expect::Sync);
+        feed(&mut t, &[(b'Z', b"I")]);
+        assert_eq!(t.take_done()[0].sqlstate, "22P02");
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_sync_after_a_pipelined_copy_end_is_still_owed() {
+        let mut t = Tracker::default();
+        t.push(Expect::Bind);
+        t.push(Expect::Execute(exec(
+            "COPY t FROM STDIN",
+            Protocol::Extended,
+        )));
+        t.copy_ended();
+        t.push(Expect::Sync);
+        feed(&mut t, &[(b'2', b""), (b'G', b""), (b'C', b"COPY 1\0")]);
+        assert_eq!(t.pending(), 1, "ReadyForQuery is still owed");
+        feed(&mut t, &[(b'Z', b"I")]);
+        assert_eq!(t.pending(), 0);
     }
 
     #[test]
