@@ -513,3 +513,33 @@ async fn clients_that_stall_are_cut_off() {
     let msgs = s.wire.simple("SELECT 'still open'").await.unwrap();
     assert!(msgs.iter().any(|m| m.tag == b'D'), "{msgs:?}");
 }
+
+#[tokio::test]
+async fn a_sessions_own_notifications_carry_the_pid_it_was_given() {
+    let gw = Gateway::seeded(&[]).await.unwrap();
+    let token = gw.ready().agent_token.clone();
+    let mut s = Wire::login(gw.addr(), &token, "demo", "notify-self")
+        .await
+        .unwrap();
+    s.wire
+        .send(&wire::query("LISTEN sluice_self"))
+        .await
+        .unwrap();
+    s.wire.until_ready(Duration::from_secs(10)).await.unwrap();
+    s.wire
+        .send(&wire::query("NOTIFY sluice_self, 'ping'"))
+        .await
+        .unwrap();
+    let msgs = s.wire.until_ready(Duration::from_secs(10)).await.unwrap();
+    let note = msgs
+        .iter()
+        .find(|m| m.tag == b'A')
+        .expect("the notification arrives");
+    let sender = i32::from_be_bytes([note.body[0], note.body[1], note.body[2], note.body[3]]);
+    // libpq clients compare this with PQbackendPID to skip their own notifications.
+    assert_eq!(
+        sender, s.pid,
+        "the sender is the pid from BackendKeyData, not the upstream's"
+    );
+    assert!(note.body.ends_with(b"sluice_self\0ping\0"));
+}

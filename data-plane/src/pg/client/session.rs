@@ -16,7 +16,7 @@ use crate::control::snapshot::SnapshotCell;
 use crate::pg::codec::backend;
 use crate::pg::error::{ClientError, sqlstate};
 use crate::pg::relay::session::Limits;
-use crate::pg::relay::{SessionCtx, relay};
+use crate::pg::relay::{Pids, SessionCtx, relay};
 use crate::pg::upstream::cancel;
 use crate::pg::upstream::connect::{self, UpstreamLimits};
 use crate::sessions::{CancelTarget, Sessions};
@@ -193,7 +193,11 @@ async fn open_session(
         tracing::info!(error = %e, "client left during startup");
     } else {
         tracing::info!("session started");
-        let end = relay(client, upstream.reader, &ctx, &kill).await;
+        let pids = Pids {
+            upstream: upstream.pid,
+            client: pid,
+        };
+        let end = relay(client, upstream.reader, &ctx, &kill, pids).await;
         tracing::info!(reason = %end, "session ended");
         let _ = ctx.emit(ctx.end_event(end.audit_reason()));
     }

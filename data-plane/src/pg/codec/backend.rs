@@ -178,6 +178,20 @@ pub fn negotiate_protocol_version(minor: i32, unsupported: &[&str]) -> Frame {
     Frame::new(b'v', &body)
 }
 
+/// A NotificationResponse sent by backend `from`, re-addressed as sent by
+/// `to`; `None` if the frame is not one or comes from another backend. A
+/// client compares the sender with the process id it was given at startup
+/// (the gateway's own) to recognise its own notifications.
+pub fn renumber_notification(frame: &Frame, from: i32, to: i32) -> Option<Frame> {
+    let body = frame.body();
+    if frame.tag() != b'A' || body.len() < 4 || body[..4] != from.to_be_bytes() {
+        return None;
+    }
+    let mut out = body.to_vec();
+    out[..4].copy_from_slice(&to.to_be_bytes());
+    Some(Frame::new(b'A', &out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +211,21 @@ mod tests {
         assert_eq!(error_field(f.body(), b'M'), Some(&b"deniedsneaky"[..]));
         assert_eq!(error_field(f.body(), b'H'), Some(&b"ask"[..]));
         assert_eq!(error_field(f.body(), b'D'), None);
+    }
+
+    #[test]
+    fn notifications_from_the_own_backend_are_renumbered() {
+        let mut body = 77i32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"chan\0hello\0");
+        let f = Frame::new(b'A', &body);
+        let r = renumber_notification(&f, 77, 5).unwrap();
+        assert_eq!(&r.body()[..4], &5i32.to_be_bytes());
+        assert_eq!(&r.body()[4..], b"chan\0hello\0");
+        assert!(
+            renumber_notification(&f, 78, 5).is_none(),
+            "another session's notification keeps its sender"
+        );
+        assert!(renumber_notification(&Frame::new(b'N', &body), 77, 5).is_none());
     }
 
     #[test]

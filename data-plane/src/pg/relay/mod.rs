@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
 pub use self::session::SessionCtx;
 use self::statements::ClientState;
 use self::tracker::{Action, Desync, Tracker};
+use crate::pg::codec::backend;
 use crate::pg::codec::frame::{Frame, FrameError};
 use crate::pg::error::{ClientError, sqlstate};
 use crate::pg::io::{FrameReader, ReadError};
@@ -83,12 +84,23 @@ impl End {
 
 type Reader = FrameReader<ReadHalf<MaybeTls>>;
 
+/// The backend process id the upstream server uses, and the one the client
+/// was given in its place.
+#[derive(Debug, Clone, Copy)]
+pub struct Pids {
+    /// The upstream backend's.
+    pub upstream: i32,
+    /// The client's (the gateway's own).
+    pub client: i32,
+}
+
 /// Runs the session until either side ends it, then closes both.
 pub async fn relay(
     client: FrameReader<MaybeTls>,
     upstream: FrameReader<MaybeTls>,
     ctx: &SessionCtx,
     kill: &Kill,
+    pids: Pids,
 ) -> End {
     let (c_stream, c_buf) = client.into_parts();
     let (u_stream, u_buf) = upstream.into_parts();
@@ -109,7 +121,7 @@ pub async fn relay(
     let tracker = Mutex::new(Tracker::default());
     let end = tokio::select! {
         end = client_to_server(&mut c_reader, &mut u_write, &tracker, ctx) => end,
-        end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx) => end,
+        end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx, pids) => end,
         () = kill.token.cancelled() => End::Killed(kill.reason().unwrap_or_else(|| "the gateway is shutting down".to_owned())),
     };
     if let Some(e) = end.client_error() {
@@ -120,7 +132,7 @@ pub async fn relay(
     let _ = u_write.write_all(&Frame::new(b'X', &[]).raw).await;
     let _ = u_write.shutdown().await;
     let unfinished = tracker.lock().map(|mut t| t.abandon()).unwrap_or_default();
-    for exec in unfinished.iter().filter(|x| !x.recorded) {
+    for exec in unfinished.iter().filter(|x| worth_recording(x)) {
         ctx.record(exec);
     }
     end
@@ -171,6 +183,13 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Whether an execution belongs in the audit trail: a refusal is recorded
+/// when decided, and an Execute of a statement the gateway refused (so the
+/// server never had it) that was skipped adds nothing.
+fn worth_recording(x: &tracker::Exec) -> bool {
+    !x.recorded && !(x.skipped && x.text.is_empty())
+}
+
 fn too_large_or_io(e: ReadError) -> End {
     match e {
         ReadError::Frame(f @ FrameError::TooLarge { .. }) => {
@@ -193,6 +212,7 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     client: &mut W,
     tracker: &Mutex<Tracker>,
     ctx: &SessionCtx,
+    pids: Pids,
 ) -> End {
     let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -207,14 +227,19 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     Err(e) => return End::UpstreamLost(e.to_string()),
                 };
                 match t.on_server(frame.tag(), frame.body()) {
-                    Ok(Action::Forward) => out.extend_from_slice(&frame.raw),
+                    Ok(Action::Forward) => {
+                        match backend::renumber_notification(&frame, pids.upstream, pids.client) {
+                            Some(f) => out.extend_from_slice(&f.raw),
+                            None => out.extend_from_slice(&frame.raw),
+                        }
+                    }
                     Ok(Action::Replace(f)) => out.extend_from_slice(&f.raw),
                     Err(d) => return End::Desync(d),
                 }
             }
             t.take_done()
         };
-        for exec in done.iter().filter(|x| !x.recorded) {
+        for exec in done.iter().filter(|x| worth_recording(x)) {
             ctx.record(exec);
         }
         if !out.is_empty() {
