@@ -3,6 +3,7 @@
 //! gateway fixture with its clients (tokio-postgres, psql, the REST API), and
 //! a raw wire-protocol client for what no driver would send.
 
+pub mod deployment;
 pub mod gateway;
 pub mod pg;
 pub mod process;

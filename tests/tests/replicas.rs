@@ -1,0 +1,91 @@
+//! Two control-plane replicas on one Postgres store and Redis: a policy
+//! change made through one replica reaches a node attached to the other at
+//! once (the replicas' store polling is set to an hour, so only the Redis bus
+//! can carry it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_e2e::deployment::{Deployment, Options};
+use sluice_e2e::gateway::{SEED_SQL, connect, eventually};
+use sluice_e2e::pg::TestDb;
+use tokio_postgres::error::SqlState;
+
+const LOCKDOWN: &str =
+    "name: lockdown\napplies_to:\n  groups: [agents]\nstatements:\n  default: deny\n";
+
+#[tokio::test]
+async fn a_change_on_one_replica_reaches_nodes_of_the_other_at_once() {
+    let target = TestDb::with_sql(SEED_SQL).await.unwrap();
+    let store = TestDb::create().await.unwrap();
+    let redis =
+        std::env::var("SLUICE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let d = Deployment::new(&Options {
+        store_url: Some(store.url.clone()),
+        redis_url: Some(redis),
+        replicas: 2,
+        poll: Duration::from_secs(3600),
+        max_snapshot_age: Duration::from_secs(60),
+    })
+    .unwrap();
+    let _a = d.start_control_plane(0).await.unwrap();
+    let _b = d.start_control_plane(1).await.unwrap();
+    let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
+    let agent = d
+        .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
+        .unwrap();
+    let (on_a, on_b) = (d.api(0, &admin), d.api(1, &admin));
+    let observe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/observe.yaml"
+    ))
+    .unwrap();
+    let (status, body) = on_a
+        .post("/api/v1/policies", &json!({ "source": observe }))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let target_body = json!({
+        "name": "demo", "host": "127.0.0.1", "port": 5432,
+        "database": target.name, "username": "postgres", "tls_mode": "disable",
+    });
+    let (status, body) = on_a.post("/api/v1/targets", &target_body).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let node = d.start_node().await.unwrap();
+    let client = eventually(Duration::from_secs(30), || async {
+        let c = connect(&d.client_config(&agent, "replicas")).await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no session through the node: {e:#}\n{}", node.log()));
+
+    // The lockdown goes in through replica B; the node is attached to A.
+    let (status, body) = on_b
+        .post("/api/v1/policies", &json!({ "source": LOCKDOWN }))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let changed = Instant::now();
+    let refused = eventually(Duration::from_secs(10), || async {
+        match client.simple_query("SELECT count(*) FROM customers").await {
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(e),
+            other => anyhow::bail!("not refused yet: {other:?}"),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the node never heard of replica B's change: {e:#}\n{}",
+            node.log()
+        )
+    });
+    assert!(
+        changed.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        changed.elapsed()
+    );
+    let msg = refused.as_db_error().unwrap().message().to_owned();
+    assert!(msg.contains("lockdown"), "{msg}");
+}
