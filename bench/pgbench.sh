@@ -13,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-15}"
+# Plaintext everywhere: PgBouncer is not configured for TLS, so neither is
+# anything else (the gateway offers TLS; libpq would otherwise take it).
+export PGSSLMODE=disable
 SCALE="${BENCH_SCALE:-10}"
 DB=sluice_bench
 PG_PORT=5432

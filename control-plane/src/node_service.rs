@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{FutureExt as _, Stream};
 use sluice_proto::v1;
 use sluice_proto::v1::control_message::Kind as Out;
 use sluice_proto::v1::node_message::Kind as In;
@@ -63,6 +63,9 @@ impl NodeService {
         }
     }
 }
+
+/// The most events stored in one transaction.
+const MAX_COALESCED: usize = 8192;
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
 
@@ -161,6 +164,11 @@ impl AttachedNode {
                         }
                     }
                     msg = inbound.message() => match msg? {
+                        Some(v1::NodeMessage { kind: Some(In::Audit(batch)) }) => {
+                            if !self.ingest_coalesced(batch.events, &mut inbound).await? {
+                                return Ok(());
+                            }
+                        }
                         Some(m) => self.handle(m).await?,
                         None => return Ok(()),
                     },
@@ -192,7 +200,7 @@ impl AttachedNode {
                 }))
                 .await
             }
-            Some(In::Audit(batch)) => self.ingest(batch).await,
+            Some(In::Audit(batch)) => self.ingest(batch.events).await,
             Some(In::ApprovalRequest(r)) => {
                 // Approval routing is not configured on this control plane:
                 // fail closed so the node refuses the statement.
@@ -210,9 +218,42 @@ impl AttachedNode {
         }
     }
 
-    async fn ingest(&mut self, batch: v1::AuditBatch) -> Result<(), Status> {
-        let events = batch
-            .events
+    /// Stores `events` together with every audit batch already waiting on the
+    /// stream, in one transaction, then handles whatever else was waiting.
+    /// Returns `false` once the node has closed the stream.
+    async fn ingest_coalesced(
+        &mut self,
+        mut events: Vec<v1::AuditEvent>,
+        inbound: &mut Streaming<v1::NodeMessage>,
+    ) -> Result<bool, Status> {
+        let mut later = None;
+        let mut open = true;
+        while events.len() < MAX_COALESCED {
+            match inbound.message().now_or_never() {
+                Some(Ok(Some(v1::NodeMessage {
+                    kind: Some(In::Audit(b)),
+                }))) => events.extend(b.events),
+                Some(Ok(Some(other))) => {
+                    later = Some(other);
+                    break;
+                }
+                Some(Ok(None)) => {
+                    open = false;
+                    break;
+                }
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        self.ingest(events).await?;
+        if let Some(m) = later {
+            self.handle(m).await?;
+        }
+        Ok(open)
+    }
+
+    async fn ingest(&mut self, events: Vec<v1::AuditEvent>) -> Result<(), Status> {
+        let events = events
             .into_iter()
             .map(|e| audit::from_proto(&self.node_id, e))
             .collect::<Result<Vec<_>, _>>()

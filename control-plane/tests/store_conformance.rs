@@ -40,6 +40,7 @@ conformance!(
     event_pages_follow_sequence,
     bad_cursors_are_refused,
     policies_keep_every_version,
+    large_batches_span_chunks_and_resends_overlap,
 );
 
 fn target(name: &str) -> NewTarget {
@@ -343,4 +344,27 @@ async fn policies_keep_every_version(s: &Store) {
         ]
     );
     assert_eq!(s.list_policies().await.unwrap().len(), 1);
+}
+
+async fn large_batches_span_chunks_and_resends_overlap(s: &Store) {
+    let id = sid();
+    let mut batch = vec![start(&id, 1, "bulk")];
+    batch.extend((2..=1201).map(|q| statement(&id, q, "SELECT 1")));
+    s.append_events(&batch).await.unwrap();
+    // A resend that overlaps what is stored and adds more.
+    let more: Vec<_> = (1100..=1300)
+        .map(|q| statement(&id, q, "SELECT 2"))
+        .collect();
+    s.append_events(&more).await.unwrap();
+    let row = s.get_session(&id).await.unwrap().unwrap();
+    assert_eq!(row.statements, 1299, "1200 statements, then 99 new ones");
+    let all = s.list_events(&id, 0, 1000).await.unwrap();
+    assert_eq!(all.items.len(), 1000);
+    let rest = s.list_events(&id, 1000, 1000).await.unwrap();
+    assert_eq!(rest.items.last().unwrap().seq, 1300);
+    let stored_1100 = s.list_events(&id, 1099, 1).await.unwrap().items.remove(0);
+    assert!(
+        matches!(&stored_1100.kind, EventKind::Statement { text, .. } if text == "SELECT 1"),
+        "the first write wins"
+    );
 }

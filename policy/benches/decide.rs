@@ -26,6 +26,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("split pgbench -S", |b| {
         b.iter(|| lexer::split(std::hint::black_box(PGBENCH_S)).unwrap())
     });
+    c.bench_function("sqlparser alone pgbench -S", |b| {
+        b.iter(|| {
+            sqlparser::parser::Parser::parse_sql(
+                &sqlparser::dialect::PostgreSqlDialect {},
+                std::hint::black_box(PGBENCH_S),
+            )
+            .unwrap()
+        })
+    });
+    c.bench_function("classify pgbench -S", |b| {
+        b.iter(|| sluice_policy::classify::classify(std::hint::black_box(PGBENCH_S)).unwrap())
+    });
     c.bench_function("decide pgbench -S (uncached)", |b| {
         b.iter(|| set.decide(&subject, std::hint::black_box(PGBENCH_S)))
     });

@@ -5,21 +5,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::decision::Decision;
+use crate::lexer;
 
 /// One session's cache. The subject is fixed for a session, so the text and
-/// the policy version are the whole key.
+/// the policy version are the whole key. Decisions that hold for any literal
+/// values are also kept by the text's fingerprint, so a statement repeated
+/// with other values (`WHERE id = 7`, then `WHERE id = 8`) hits too.
 #[derive(Debug)]
 pub struct DecisionCache {
-    map: HashMap<Box<str>, Arc<Decision>>,
+    exact: HashMap<Box<str>, Arc<Decision>>,
+    shapes: HashMap<Box<str>, Arc<Decision>>,
     capacity: usize,
     version: u64,
 }
 
 impl DecisionCache {
-    /// A cache of at most `capacity` decisions.
+    /// A cache of at most `capacity` decisions of each kind.
     pub fn new(capacity: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            exact: HashMap::new(),
+            shapes: HashMap::new(),
             capacity: capacity.max(1),
             version: 0,
         }
@@ -34,30 +39,49 @@ impl DecisionCache {
         decide: impl FnOnce() -> Decision,
     ) -> Arc<Decision> {
         if version != self.version {
-            self.map.clear();
+            self.exact.clear();
+            self.shapes.clear();
             self.version = version;
         }
-        if let Some(d) = self.map.get(text) {
+        if let Some(d) = self.exact.get(text) {
+            return d.clone();
+        }
+        let shape = lexer::fingerprint(text);
+        if let Some(d) = shape.as_deref().and_then(|s| self.shapes.get(s)) {
             return d.clone();
         }
         let d = Arc::new(decide());
-        if self.map.len() >= self.capacity {
-            // Bounded memory with no bookkeeping per hit: start over.
-            self.map.clear();
+        match shape {
+            Some(s) if d.same_for_any_literals => {
+                insert(&mut self.shapes, self.capacity, s.into(), &d)
+            }
+            _ => insert(&mut self.exact, self.capacity, text.into(), &d),
         }
-        self.map.insert(text.into(), d.clone());
         d
     }
 
     /// Number of decisions held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.exact.len() + self.shapes.len()
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
+}
+
+fn insert(
+    map: &mut HashMap<Box<str>, Arc<Decision>>,
+    capacity: usize,
+    key: Box<str>,
+    d: &Arc<Decision>,
+) {
+    if map.len() >= capacity {
+        // Bounded memory with no bookkeeping per hit: start over.
+        map.clear();
+    }
+    map.insert(key, d.clone());
 }
 
 #[cfg(test)]
@@ -68,10 +92,9 @@ mod tests {
     fn d(reason: &str) -> Decision {
         Decision {
             verdict: Verdict::Allow,
-            policy: None,
-            rule: None,
             reason: reason.to_owned(),
-            kinds: vec![],
+            same_for_any_literals: true,
+            ..Decision::default()
         }
     }
 
@@ -90,6 +113,28 @@ mod tests {
             c.get_or_insert(2, "SELECT 1", || d("third")).reason,
             "third",
             "a new policy version decides anew"
+        );
+    }
+
+    #[test]
+    fn literal_free_decisions_are_shared_by_shape_and_others_are_not() {
+        let mut c = DecisionCache::new(10);
+        c.get_or_insert(1, "SELECT a FROM t WHERE id = 1", || d("by shape"));
+        assert_eq!(
+            c.get_or_insert(1, "SELECT a FROM t WHERE id = 2", || d("again"))
+                .reason,
+            "by shape"
+        );
+        let sensitive = || Decision {
+            same_for_any_literals: false,
+            ..d("exact only")
+        };
+        c.get_or_insert(1, "SET client_encoding = 'UTF8'", sensitive);
+        assert_eq!(
+            c.get_or_insert(1, "SET client_encoding = 'LATIN1'", || d("decided anew"))
+                .reason,
+            "decided anew",
+            "a setting's value matters"
         );
     }
 

@@ -1,7 +1,17 @@
 /// What happens to a statement. Ordered from least to most restrictive, so
 /// combining decisions is taking the maximum.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -9,7 +19,8 @@ pub enum Verdict {
     Allow,
     /// Hold it until a human approves.
     Approval,
-    /// Refuse it; nothing reaches the target.
+    /// Refuse it; nothing reaches the target. The default: fail closed.
+    #[default]
     Deny,
 }
 
@@ -36,8 +47,8 @@ pub struct Subject<'a> {
     pub target: &'a str,
 }
 
-/// A decision and why it was taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A decision and why it was taken. The default is a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
     /// What to do.
     pub verdict: Verdict,
@@ -49,4 +60,18 @@ pub struct Decision {
     pub reason: String,
     /// Statement kinds, in order, for the audit record.
     pub kinds: Vec<String>,
+    /// The same text with other literals would get the same decision (no
+    /// setting's value was involved), so it may be cached by the text's
+    /// literal-free fingerprint.
+    pub same_for_any_literals: bool,
+}
+
+impl Decision {
+    /// A refusal for `reason`, outside any policy.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            ..Self::default()
+        }
+    }
 }

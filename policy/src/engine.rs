@@ -168,7 +168,8 @@ impl Policy {
         out
     }
 
-    fn decide_action(&self, a: &Action, s: &Statement) -> Outcome {
+    /// The most restrictive rule matching `a`, or `None` for the default.
+    fn pick<'a>(&'a self, a: &Action, s: &Statement) -> (Verdict, Option<&'a Rule>) {
         let mut best: Option<&Rule> = None;
         for r in &self.rules {
             if self.matches(r, a, s) && best.is_none_or(|b| r.decision > b.decision) {
@@ -176,13 +177,21 @@ impl Policy {
             }
         }
         match best {
+            Some(r) => (r.decision, Some(r)),
+            None => (self.doc.statements.default, None),
+        }
+    }
+
+    /// Why `a` got `verdict` through `rule` (or the default): built only for
+    /// the effect that decides, since formatting is much of the cost.
+    fn explain(&self, verdict: Verdict, rule: Option<&Rule>, a: &Action, s: &Statement) -> Outcome {
+        match rule {
             Some(r) => Outcome {
-                verdict: r.decision,
+                verdict,
                 rule: Some(r.name.clone()),
                 reason: self.describe(r, a, s),
             },
             None => {
-                let v = self.doc.statements.default;
                 let extra = if s.settings.is_empty() {
                     String::new()
                 } else {
@@ -190,12 +199,12 @@ impl Policy {
                     format!(" of {}", names.join(", "))
                 };
                 Outcome {
-                    verdict: v,
+                    verdict,
                     rule: None,
                     reason: format!(
                         "{}{extra} {} by policy \"{}\" (no rule matches it)",
                         what(a.kind, a.table.as_ref()),
-                        verb(v),
+                        verb(verdict),
                         self.name()
                     ),
                 }
@@ -215,19 +224,20 @@ impl Policy {
         if let Some(v) = self.function_violation(s) {
             return v;
         }
-        let mut worst: Option<Outcome> = None;
+        let mut worst: Option<(Verdict, Option<&Rule>, &Action)> = None;
         for a in &s.actions {
-            let o = self.decide_action(a, s);
-            if worst.as_ref().is_none_or(|w| o.verdict > w.verdict) {
-                worst = Some(o);
+            let (v, r) = self.pick(a, s);
+            if worst.is_none_or(|(w, _, _)| v > w) {
+                worst = Some((v, r, a));
             }
         }
-        worst.unwrap_or_else(|| {
-            Outcome::deny(
+        match worst {
+            Some((v, r, a)) => self.explain(v, r, a, s),
+            None => Outcome::deny(
                 "classifier",
                 "the statement does nothing the gateway can classify".into(),
-            )
-        })
+            ),
+        }
     }
 
     fn decide_message(&self, stmts: &[Statement]) -> Outcome {
@@ -330,11 +340,9 @@ impl PolicySet {
             Err(e) => {
                 return Check {
                     decision: Decision {
-                        verdict: Verdict::Deny,
-                        policy: None,
-                        rule: None,
                         reason: format!("{e}; statements the gateway cannot parse are denied"),
                         kinds: vec!["unparsed".to_owned()],
+                        ..Decision::default()
                     },
                     statements: Vec::new(),
                     policies: names,
@@ -354,6 +362,7 @@ impl PolicySet {
                 subject.identity, subject.target
             ),
             kinds,
+            same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
         for p in &applicable {

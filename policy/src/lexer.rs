@@ -46,6 +46,59 @@ fn is_ident_cont(b: u8) -> bool {
     is_ident_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
+/// What a token is, as far as boundaries and literals are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Space,
+    Comment,
+    Semicolon,
+    /// A keyword or unquoted identifier.
+    Word,
+    /// A quoted identifier (`"..."`, `U&"..."`).
+    QuotedIdent,
+    /// A string (any prefix), dollar-quoted string or number.
+    Literal,
+    /// An operator, punctuation or a `$` that opens no quote.
+    Other,
+}
+
+/// The token starting at `i`, and where it ends.
+fn token(b: &[u8], i: usize) -> Result<(Tok, usize), LexError> {
+    let c = b[i];
+    Ok(match c {
+        0 => return Err(LexError::Nul),
+        b';' => (Tok::Semicolon, i + 1),
+        b'-' if b.get(i + 1) == Some(&b'-') => (Tok::Comment, skip_line_comment(b, i)),
+        b'/' if b.get(i + 1) == Some(&b'*') => (Tok::Comment, skip_block_comment(b, i)?),
+        b'\'' => (Tok::Literal, skip_quoted(b, i + 1, b'\'', false)?),
+        b'"' => (Tok::QuotedIdent, skip_quoted(b, i + 1, b'"', false)?),
+        b'$' => match dollar_tag(b, i) {
+            Some(tag_end) => (Tok::Literal, skip_dollar(b, i, tag_end)?),
+            None => (Tok::Other, i + 1),
+        },
+        c if c.is_ascii_whitespace() => (Tok::Space, i + 1),
+        c if is_ident_start(c) => {
+            let end = ident_end(b, i);
+            let next = b.get(end).copied();
+            // Prefixed strings: E'..', B'..', X'..', N'..', U&'..', U&"..".
+            if end - i == 1 && next == Some(b'\'') {
+                let escapes = matches!(c, b'e' | b'E');
+                (Tok::Literal, skip_quoted(b, end + 1, b'\'', escapes)?)
+            } else if end - i == 1 && matches!(c, b'u' | b'U') && next == Some(b'&') {
+                match b.get(end + 1) {
+                    Some(b'\'') => (Tok::Literal, skip_quoted(b, end + 2, b'\'', false)?),
+                    Some(b'"') => (Tok::QuotedIdent, skip_quoted(b, end + 2, b'"', false)?),
+                    _ => (Tok::Word, end),
+                }
+            } else {
+                (Tok::Word, end)
+            }
+        }
+        c if c.is_ascii_digit() => (Tok::Literal, number_end(b, i)),
+        _ => (Tok::Other, i + 1),
+    })
+}
+
 /// Splits `text` into its non-empty statements.
 pub fn split(text: &str) -> Result<Vec<Piece<'_>>, LexError> {
     let b = text.as_bytes();
@@ -56,11 +109,9 @@ pub fn split(text: &str) -> Result<Vec<Piece<'_>>, LexError> {
     let mut prev_word: &[u8] = b"";
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        let token_start = i;
-        i = match c {
-            0 => return Err(LexError::Nul),
-            b';' => {
+        let (kind, end) = token(b, i)?;
+        match kind {
+            Tok::Semicolon => {
                 push(
                     &mut pieces,
                     text,
@@ -69,34 +120,13 @@ pub fn split(text: &str) -> Result<Vec<Piece<'_>>, LexError> {
                     first.take(),
                     std::mem::take(&mut only_at),
                 );
-                start = i + 1;
+                start = end;
                 prev_word = b"";
-                i + 1
             }
-            b'-' if b.get(i + 1) == Some(&b'-') => skip_line_comment(b, i),
-            b'/' if b.get(i + 1) == Some(&b'*') => skip_block_comment(b, i)?,
-            b'\'' => skip_quoted(b, i + 1, b'\'', false)?,
-            b'"' => skip_quoted(b, i + 1, b'"', false)?,
-            b'$' => match dollar_tag(b, i) {
-                Some(tag_end) => skip_dollar(b, i, tag_end)?,
-                None => i + 1,
-            },
-            c if c.is_ascii_whitespace() => i + 1,
-            c if is_ident_start(c) => {
-                let end = ident_end(b, i);
-                // Prefixed strings: E'..', B'..', X'..', N'..', U&'..', U&"..".
-                let word = &b[i..end];
-                let next = b.get(end).copied();
-                if end - i == 1 && next == Some(b'\'') {
-                    let escapes = matches!(word[0], b'e' | b'E');
-                    skip_quoted(b, end + 1, b'\'', escapes)?
-                } else if end - i == 1
-                    && matches!(word[0], b'u' | b'U')
-                    && next == Some(b'&')
-                    && matches!(b.get(end + 1), Some(b'\'' | b'"'))
-                {
-                    skip_quoted(b, end + 2, b[end + 1], false)?
-                } else {
+            Tok::Space | Tok::Comment => {}
+            _ => {
+                if kind == Tok::Word {
+                    let word = &b[i..end];
                     if word.eq_ignore_ascii_case(b"only")
                         && !prev_word.eq_ignore_ascii_case(b"row")
                         && !prev_word.eq_ignore_ascii_case(b"rows")
@@ -104,29 +134,33 @@ pub fn split(text: &str) -> Result<Vec<Piece<'_>>, LexError> {
                         only_at.push(i - start);
                     }
                     prev_word = word;
-                    end
                 }
+                first.get_or_insert((i, end));
             }
-            c if c.is_ascii_digit() => number_end(b, i),
-            _ => i + 1,
-        };
-        if first.is_none()
-            && !c.is_ascii_whitespace()
-            && !is_comment_start(b, token_start)
-            && c != b';'
-        {
-            first = Some((token_start, i));
         }
+        i = end;
     }
     push(&mut pieces, text, start, b.len(), first, only_at);
     Ok(pieces)
 }
 
-fn is_comment_start(b: &[u8], i: usize) -> bool {
-    matches!(
-        (b.get(i), b.get(i + 1)),
-        (Some(b'-'), Some(b'-')) | (Some(b'/'), Some(b'*'))
-    )
+/// `text` with every literal (string, dollar-quoted string, number) replaced
+/// by `?`: statements that differ only in their literals share it. `None`
+/// if the text does not lex.
+pub fn fingerprint(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let (kind, end) = token(b, i).ok()?;
+        if kind == Tok::Literal {
+            out.push('?');
+        } else {
+            out.push_str(text.get(i..end)?);
+        }
+        i = end;
+    }
+    Some(out)
 }
 
 fn push<'a>(
@@ -359,6 +393,24 @@ mod tests {
         assert_eq!(p[0].only_at, [12]);
         assert!(p[1].only_at.is_empty());
         assert_eq!(&p[2].text[p[2].only_at[0]..p[2].only_at[0] + 4], "only");
+    }
+
+    #[test]
+    fn fingerprints_ignore_literals_only() {
+        let a = fingerprint("SELECT abalance FROM t WHERE aid = 48271 AND s = 'x'").unwrap();
+        let b = fingerprint("SELECT abalance FROM t WHERE aid = 7 AND s = E'y\\'z'").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, "SELECT abalance FROM t WHERE aid = ? AND s = ?");
+        assert_ne!(
+            a,
+            fingerprint("SELECT abalance FROM u WHERE aid = 1 AND s = 'x'").unwrap()
+        );
+        assert_ne!(
+            fingerprint("SELECT \"a\"").unwrap(),
+            fingerprint("SELECT \"b\"").unwrap()
+        );
+        assert_eq!(fingerprint("SELECT $$;$$, $1").unwrap(), "SELECT ?, $?");
+        assert!(fingerprint("SELECT 'open").is_none());
     }
 
     #[test]

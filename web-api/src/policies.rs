@@ -517,13 +517,7 @@ pub(crate) async fn check(
             // A node refuses every statement when a policy does not compile.
             Err(reason) => {
                 return Ok(Json(CheckAnswer::new(
-                    Decision {
-                        verdict: Verdict::Deny,
-                        policy: None,
-                        rule: None,
-                        reason,
-                        kinds: Vec::new(),
-                    },
+                    Decision::deny(reason),
                     Vec::new(),
                     Vec::new(),
                 )));

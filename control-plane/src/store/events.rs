@@ -1,3 +1,5 @@
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 
 use super::{Page, Store, StoreError, with_pool};
@@ -103,6 +105,35 @@ pub struct StoredEvent {
 
 type Row = (String, i64, i64, String);
 
+/// Events per multi-row INSERT (7 parameters each, well under both stores'
+/// parameter limits).
+pub const INSERT_CHUNK: usize = 500;
+
+/// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING` for
+/// `rows` events; the rows returned are the ones that were new.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(120 + rows * 40);
+    sql.push_str("INSERT INTO session_events (session_id, seq, at, kind, statement, decision, payload) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        let b = r * 7;
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7
+        ));
+    }
+    sql.push_str(" ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq");
+    sql
+}
+
 fn from_row(r: Row) -> Result<StoredEvent, StoreError> {
     let kind: EventKind = serde_json::from_str(&r.3)
         .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
@@ -121,37 +152,49 @@ fn seq_i64(seq: u64) -> i64 {
 impl Store {
     /// Appends events in one transaction, creating and closing session rows
     /// as start and end events arrive. Events already stored (same session and
-    /// sequence number) are skipped, so a node may resend safely.
+    /// sequence number) are skipped, so a node may resend safely. Rows go in
+    /// as multi-row INSERTs: one round trip per [`INSERT_CHUNK`] events.
     pub async fn append_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
+        let payloads = events
+            .iter()
+            .map(|e| {
+                serde_json::to_string(&e.kind)
+                    .map_err(|err| StoreError::Database(sqlx::Error::Encode(Box::new(err))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
+            let mut inserted: HashSet<(String, i64)> = HashSet::new();
+            for (chunk, payloads) in events
+                .chunks(INSERT_CHUNK)
+                .zip(payloads.chunks(INSERT_CHUNK))
+            {
+                let sql = insert_sql(chunk.len());
+                let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+                for (e, payload) in chunk.iter().zip(payloads) {
+                    let (statement, decision) = match &e.kind {
+                        EventKind::Statement { text, decision, .. } => {
+                            (Some(text.as_str()), Some(decision.as_str()))
+                        }
+                        _ => (None, None),
+                    };
+                    q = q
+                        .bind(&e.session_id)
+                        .bind(seq_i64(e.seq))
+                        .bind(e.at)
+                        .bind(e.kind.name())
+                        .bind(statement)
+                        .bind(decision)
+                        .bind(payload);
+                }
+                inserted.extend(q.fetch_all(&mut *tx).await?);
+            }
+            let mut statements: HashMap<&str, i64> = HashMap::new();
             for e in events {
-                let payload = serde_json::to_string(&e.kind)
-                    .map_err(|err| StoreError::Database(sqlx::Error::Encode(Box::new(err))))?;
-                let (statement, decision) = match &e.kind {
-                    EventKind::Statement { text, decision, .. } => {
-                        (Some(text.as_str()), Some(decision.as_str()))
-                    }
-                    _ => (None, None),
-                };
-                let inserted = sqlx::query(
-                    "INSERT INTO session_events (session_id, seq, at, kind, statement, decision, payload) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (session_id, seq) DO NOTHING",
-                )
-                .bind(&e.session_id)
-                .bind(seq_i64(e.seq))
-                .bind(e.at)
-                .bind(e.kind.name())
-                .bind(statement)
-                .bind(decision)
-                .bind(&payload)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
+                if !inserted.contains(&(e.session_id.clone(), seq_i64(e.seq))) {
                     continue;
                 }
                 match &e.kind {
@@ -188,23 +231,28 @@ impl Store {
                         .await?;
                     }
                     EventKind::Statement { .. } => {
-                        sqlx::query(
-                            "UPDATE sessions SET statements = statements + 1 WHERE id = $1",
-                        )
-                        .bind(&e.session_id)
-                        .execute(&mut *tx)
-                        .await?;
+                        *statements.entry(e.session_id.as_str()).or_default() += 1
                     }
-                    EventKind::SessionEnd { reason, .. } => {
-                        sqlx::query(
-                            "UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1",
-                        )
+                    EventKind::SessionEnd { .. } => {}
+                }
+            }
+            for (session, n) in &statements {
+                sqlx::query("UPDATE sessions SET statements = statements + $2 WHERE id = $1")
+                    .bind(*session)
+                    .bind(*n)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for e in events {
+                if let EventKind::SessionEnd { reason, .. } = &e.kind
+                    && inserted.contains(&(e.session_id.clone(), seq_i64(e.seq)))
+                {
+                    sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1")
                         .bind(&e.session_id)
                         .bind(e.at)
                         .bind(reason)
                         .execute(&mut *tx)
                         .await?;
-                    }
                 }
             }
             tx.commit().await?;

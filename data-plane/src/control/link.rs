@@ -40,7 +40,11 @@ pub enum LinkError {
     Ca(std::io::Error),
 }
 
-const MAX_BATCH: usize = 512;
+/// Events per audit batch at most.
+const MAX_BATCH: usize = 1024;
+
+/// How long a batch waits for more events once it has one.
+const BATCH_LINGER: Duration = Duration::from_millis(2);
 
 /// Drives the link until shutdown.
 pub struct ControlLink {
@@ -190,13 +194,7 @@ impl ControlLink {
                     self.handle(msg);
                 }
                 Some(ev) = self.audit_rx.recv(), if self.pending.has_room() => {
-                    let mut events = vec![ev];
-                    while events.len() < MAX_BATCH && self.pending.len() + events.len() < self.config.audit_buffer_events {
-                        match self.audit_rx.try_recv() {
-                            Ok(ev) => events.push(ev),
-                            Err(_) => break,
-                        }
-                    }
+                    let events = self.collect_batch(ev).await;
                     for ev in &events {
                         self.pending.push(ev.clone());
                     }
@@ -214,6 +212,33 @@ impl ControlLink {
                 }
             }
         }
+    }
+
+    /// Gathers a batch starting with `first`: whatever is queued, then what
+    /// arrives within [`BATCH_LINGER`], up to [`MAX_BATCH`] and the room left
+    /// in the unacknowledged buffer. Fewer, larger batches let the control
+    /// plane write them with fewer transactions.
+    async fn collect_batch(&mut self, first: v1::AuditEvent) -> Vec<v1::AuditEvent> {
+        let room = self
+            .config
+            .audit_buffer_events
+            .saturating_sub(self.pending.len());
+        let limit = MAX_BATCH.min(room).max(1);
+        let mut events = vec![first];
+        let deadline = tokio::time::Instant::now() + BATCH_LINGER;
+        while events.len() < limit {
+            match self.audit_rx.try_recv() {
+                Ok(ev) => events.push(ev),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, self.audit_rx.recv()).await {
+                        Ok(Some(ev)) => events.push(ev),
+                        _ => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        events
     }
 
     fn handle(&mut self, msg: v1::ControlMessage) {

@@ -187,7 +187,7 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
 /// when decided, and an Execute of a statement the gateway refused (so the
 /// server never had it) that was skipped adds nothing.
 fn worth_recording(x: &tracker::Exec) -> bool {
-    !x.recorded && !(x.skipped && x.text.is_empty())
+    !(x.recorded || (x.skipped && x.text.is_empty()))
 }
 
 fn too_large_or_io(e: ReadError) -> End {

@@ -175,11 +175,5 @@ impl SessionCtx {
 }
 
 fn refusal(reason: &str) -> Decision {
-    Decision {
-        verdict: Verdict::Deny,
-        policy: None,
-        rule: None,
-        reason: reason.to_owned(),
-        kinds: Vec::new(),
-    }
+    Decision::deny(reason)
 }

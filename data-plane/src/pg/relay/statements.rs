@@ -168,12 +168,10 @@ impl ClientState {
                 let mut exec = Exec::new(
                     Arc::from("<FunctionCall message>"),
                     Arc::new(Decision {
-                        verdict: Verdict::Deny,
-                        policy: None,
-                        rule: None,
-                        reason: "the FunctionCall protocol message is not allowed; call the function from SQL"
-                            .to_owned(),
                         kinds: vec!["function_call".to_owned()],
+                        ..Decision::deny(
+                            "the FunctionCall protocol message is not allowed; call the function from SQL",
+                        )
                     }),
                     Protocol::FunctionCall,
                 );
@@ -210,9 +208,7 @@ fn refuse(ctx: &SessionCtx, exec: &mut Exec) {
 fn unknown_portal() -> Decision {
     Decision {
         verdict: Verdict::Allow,
-        policy: None,
-        rule: None,
         reason: "portal unknown to the gateway; the server refuses it".to_owned(),
-        kinds: Vec::new(),
+        ..Decision::default()
     }
 }

@@ -428,10 +428,7 @@ mod tests {
     fn exec(text: &str, p: Protocol) -> Exec {
         let d = Decision {
             verdict: Verdict::Allow,
-            policy: None,
-            rule: None,
-            reason: String::new(),
-            kinds: vec![],
+            ..Decision::default()
         };
         Exec::new(text.into(), Arc::new(d), p)
     }
