@@ -293,36 +293,37 @@ fn credentials(
     })
 }
 
-#[allow(clippy::print_stdout)]
 fn print_banner(r: &Ready) {
-    println!();
-    println!("Sluice is running.");
-    println!();
+    let mut t = String::from("\nSluice is running.\n\n");
     if r.targets.is_empty() {
-        println!(
-            "  No target yet. Restart with --target NAME=postgres://USER:PASSWORD@HOST:PORT/DB"
+        t.push_str(
+            "  No target yet. Restart with --target NAME=postgres://USER:PASSWORD@HOST:PORT/DB\n",
         );
     } else {
-        println!(
-            "  Connect as the demo agent (targets: {}):",
+        t.push_str(&format!(
+            "  Connect as the demo agent (targets: {}):\n\n",
             r.targets.join(", ")
-        );
-        println!();
-        println!("    {}", r.psql);
+        ));
+        t.push_str(&format!("    {}\n", r.psql));
     }
-    println!();
-    println!(
-        "  API:   {}   (Authorization: Bearer $ADMIN_TOKEN)",
+    t.push_str(&format!("\n  Policies: {}\n", r.policies.join(", ")));
+    if r.policies == ["observe"] {
+        t.push_str("    (allows and records every statement; try --policy examples/policies/reference.yaml)\n");
+    }
+    t.push_str(&format!(
+        "\n  API:   {}   (Authorization: Bearer $ADMIN_TOKEN)\n",
         r.api_url
-    );
-    println!(
-        "  Sessions: curl -H \"Authorization: Bearer $ADMIN_TOKEN\" {}/api/v1/sessions",
+    ));
+    t.push_str(&format!(
+        "  Sessions: curl -H \"Authorization: Bearer $ADMIN_TOKEN\" {}/api/v1/sessions\n",
         r.api_url
-    );
-    println!("  ADMIN_TOKEN={}", r.admin_token);
-    println!();
-    println!("  Data: {}    Press Ctrl-C to stop.", r.data_dir.display());
-    println!();
+    ));
+    t.push_str(&format!("  ADMIN_TOKEN={}\n\n", r.admin_token));
+    t.push_str(&format!(
+        "  Data: {}    Press Ctrl-C to stop.\n\n",
+        r.data_dir.display()
+    ));
+    crate::output::stdout(&t);
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod demo;
 mod dev;
+mod output;
 mod policy;
 mod roles;
 mod telemetry;

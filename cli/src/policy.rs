@@ -46,7 +46,6 @@ struct Answer<'a> {
     statements: &'a [sluice_policy::classify::Statement],
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub fn check(args: &CheckArgs) -> ExitCode {
     let mut policies = Vec::new();
     for path in &args.policies {
@@ -88,7 +87,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
                 statements: &check.statements,
             };
             match serde_json::to_string_pretty(&answer) {
-                Ok(json) => println!("{json}"),
+                Ok(json) => crate::output::stdout(&format!("{json}\n")),
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
@@ -96,15 +95,16 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             }
         }
         Format::Text => {
-            println!("{}", d.verdict.as_str());
+            let mut t = format!("{}\n", d.verdict.as_str());
             if !d.reason.is_empty() {
-                println!("  {}", d.reason);
+                t.push_str(&format!("  {}\n", d.reason));
             }
             if check.policies.is_empty() {
-                println!(
-                    "  (no policy applies to these groups and target: pass --group and --target)"
+                t.push_str(
+                    "  (no policy applies to these groups and target: pass --group and --target)\n",
                 );
             }
+            crate::output::stdout(&t);
         }
     }
     ExitCode::SUCCESS

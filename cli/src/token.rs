@@ -67,9 +67,6 @@ pub fn issue(args: &IssueArgs) -> anyhow::Result<ExitCode> {
         args.ttl,
     )?;
     // The token is the command's output: it goes to stdout, nowhere else.
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{}", t.token);
-    }
+    crate::output::stdout(&format!("{}\n", t.token));
     Ok(ExitCode::SUCCESS)
 }

@@ -123,3 +123,69 @@ fn token_issue_refuses_an_unknown_role() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("root"));
 }
+
+fn reference_policy() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/reference.yaml")
+}
+
+#[test]
+fn policy_check_prints_the_decision_and_exits_zero_whatever_it_is() {
+    let out = sluice()
+        .args([
+            "policy",
+            "check",
+            "--group",
+            "agents",
+            "--format",
+            "json",
+            "--sql",
+            "DELETE FROM customers WHERE id = 4",
+            "--policy",
+        ])
+        .arg(reference_policy())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["decision"], "deny");
+    assert_eq!(json["rule"], "no-critical-deletes");
+    assert_eq!(json["statements"][0]["kind"], "delete");
+    assert!(
+        json["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("critical table public.customers")
+    );
+    let out = sluice()
+        .args([
+            "policy", "check", "--group", "agents", "--sql", "SELECT 1", "--policy",
+        ])
+        .arg(reference_policy())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("allow"));
+}
+
+#[test]
+fn policy_check_exits_two_on_a_bad_policy_or_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: p\nstatements:\n  rules:\n    - name: r\n      tables: nosuchset\n      decision: deny\n").unwrap();
+    let out = sluice()
+        .args(["policy", "check", "--sql", "SELECT 1", "--policy"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("statements.rules[0].tables"));
+    let out = sluice()
+        .args(["policy", "check", "--sql", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--policy is required");
+}

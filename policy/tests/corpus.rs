@@ -28,6 +28,15 @@ fn agent() -> Vec<String> {
 
 #[test]
 fn every_guardrail_case_gets_its_decision() {
+    check_corpus("guardrails.jsonl", 90);
+}
+
+#[test]
+fn every_case_of_our_own_corpus_gets_its_decision() {
+    check_corpus("guardrails-extra.jsonl", 60);
+}
+
+fn check_corpus(file: &str, at_least: usize) {
     let set = reference();
     let groups = agent();
     let subject = Subject {
@@ -60,7 +69,7 @@ fn every_guardrail_case_gets_its_decision() {
             ));
         }
     }
-    assert!(n >= 90, "the corpus has {n} cases");
+    assert!(n >= at_least, "{file} has {n} cases");
     assert!(
         failures.is_empty(),
         "{} of {n} cases failed:\n{}",

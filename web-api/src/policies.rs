@@ -136,43 +136,19 @@ impl From<StoredPolicy> for PolicySummary {
 /// The current version of a policy, with its source.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyView {
-    /// Unique name, from the document.
-    pub name: String,
-    /// Grows with every change, never reused (not even after a delete).
-    pub version: u64,
-    /// The document's description; `null` only if the source does not check.
-    pub description: Option<String>,
-    /// The sessions it governs; `null` only if the source does not check.
-    pub applies_to: Option<AppliesToView>,
-    /// Why the stored source no longer checks (nodes then refuse every
-    /// statement); `null` for a valid policy.
-    pub error: Option<String>,
+    /// What a listing shows.
+    #[serde(flatten)]
+    pub summary: PolicySummary,
     /// The YAML document, exactly as it was sent.
     pub source: String,
-    /// First creation, RFC 3339.
-    pub created_at: String,
-    /// First creation, µs since the epoch.
-    pub created_at_us: i64,
-    /// Last change, RFC 3339.
-    pub updated_at: String,
-    /// Last change, µs since the epoch.
-    pub updated_at_us: i64,
 }
 
 impl From<StoredPolicy> for PolicyView {
     fn from(p: StoredPolicy) -> Self {
-        let d = Described::of(&p.source);
+        let source = p.source.clone();
         Self {
-            name: p.name,
-            version: p.version,
-            description: d.description,
-            applies_to: d.applies_to,
-            error: d.error,
-            source: p.source,
-            created_at: rfc3339(p.created_at),
-            created_at_us: p.created_at,
-            updated_at: rfc3339(p.updated_at),
-            updated_at_us: p.updated_at,
+            summary: p.into(),
+            source,
         }
     }
 }
