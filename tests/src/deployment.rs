@@ -26,6 +26,9 @@ pub struct Options {
     pub poll: Duration,
     /// The node's tolerance without its control plane.
     pub max_snapshot_age: Duration,
+    /// The node channel over TLS: the replicas serve a self-signed
+    /// certificate, which the node trusts as its `control_plane_ca`.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -36,6 +39,7 @@ impl Default for Options {
             replicas: 1,
             poll: Duration::from_secs(1),
             max_snapshot_age: Duration::from_secs(3),
+            tls: false,
         }
     }
 }
@@ -102,12 +106,26 @@ impl Deployment {
             .as_ref()
             .map(|u| format!("redis_url = \"{u}\"\n"))
             .unwrap_or_default();
+        let (grpc_security, scheme, ca) = if o.tls {
+            let certs = sluice_common::tls::ensure_self_signed(&self.path("tls"))?;
+            (
+                format!(
+                    "[grpc_tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                    certs.cert.display(),
+                    certs.key.display()
+                ),
+                "https",
+                format!("control_plane_ca = \"{}\"\n", certs.cert.display()),
+            )
+        } else {
+            ("insecure_grpc = true\n".to_owned(), "http", String::new())
+        };
         for (i, r) in self.replicas.iter().enumerate() {
             let cp = format!(
                 "store_url = \"{store}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\n\
-                 insecure_grpc = true\nissuer_url = \"http://sluice.test\"\nsigning_key_file = \"{key}\"\n\
+                 issuer_url = \"http://sluice.test\"\nsigning_key_file = \"{key}\"\n\
                  generate_signing_key = {generate}\nbootstrap_join_token = \"{join_token}\"\n\
-                 heartbeat_interval = \"1s\"\nconfig_poll_interval = \"{poll}ms\"\n{redis}",
+                 heartbeat_interval = \"1s\"\nconfig_poll_interval = \"{poll}ms\"\n{redis}{grpc_security}",
                 store = self.store_url,
                 grpc = r.grpc,
                 http = r.http,
@@ -118,9 +136,9 @@ impl Deployment {
             std::fs::write(self.path(&format!("cp{i}.toml")), cp)?;
         }
         let dp = format!(
-            "node_name = \"e2e-node\"\ncontrol_plane_url = \"http://127.0.0.1:{grpc}\"\njoin_token = \"{join_token}\"\n\
+            "node_name = \"e2e-node\"\ncontrol_plane_url = \"{scheme}://127.0.0.1:{grpc}\"\njoin_token = \"{join_token}\"\n\
              pg_listen = \"127.0.0.1:{pg}\"\nhttp_listen = \"127.0.0.1:{node_http}\"\ninsecure_plaintext = true\n\
-             max_snapshot_age = \"{age}ms\"\n",
+             max_snapshot_age = \"{age}ms\"\n{ca}",
             grpc = self.replicas[0].grpc,
             pg = self.pg,
             node_http = self.node_http,

@@ -151,3 +151,87 @@ async fn the_node_fails_closed_when_its_control_plane_is_gone_and_recovers() {
     drop(dp);
     drop(db);
 }
+
+#[tokio::test]
+async fn the_node_channel_runs_over_tls_and_refuses_an_unknown_certificate() {
+    let db = TestDb::with_sql(sluice_e2e::gateway::SEED_SQL)
+        .await
+        .unwrap();
+    let d = Deployment::new(&Options {
+        tls: true,
+        max_snapshot_age: Duration::from_secs(60),
+        ..Options::default()
+    })
+    .unwrap();
+    let cp_config = std::fs::read_to_string(d.path("cp0.toml")).unwrap();
+    assert!(cp_config.contains("[grpc_tls]") && !cp_config.contains("insecure_grpc"));
+    let _cp = d.start_control_plane(0).await.unwrap();
+    let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
+    let agent = d
+        .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
+        .unwrap();
+    let api = d.api(0, &admin);
+    let observe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/observe.yaml"
+    ))
+    .unwrap();
+    assert_eq!(
+        api.post("/api/v1/policies", &json!({ "source": observe }))
+            .await
+            .unwrap()
+            .0,
+        201
+    );
+    let target = json!({
+        "name": "demo", "host": "127.0.0.1", "port": 5432,
+        "database": db.name, "username": "postgres", "tls_mode": "disable",
+    });
+    assert_eq!(api.post("/api/v1/targets", &target).await.unwrap().0, 201);
+
+    let node = d.start_node().await.unwrap();
+    eventually(Duration::from_secs(30), || {
+        session_works(&d, &agent, "e2e-tls")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no session over the TLS channel: {e:#}\n{}", node.log()));
+    drop(node);
+
+    // A node that trusts another certificate never gets its configuration.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = sluice_common::tls::ensure_self_signed(other.path()).unwrap();
+    let dp = std::fs::read_to_string(d.path("dp.toml")).unwrap();
+    let ca_line = dp
+        .lines()
+        .find(|l| l.starts_with("control_plane_ca"))
+        .unwrap()
+        .to_owned();
+    let dp = dp.replace(
+        &ca_line,
+        &format!("control_plane_ca = \"{}\"", wrong.cert.display()),
+    );
+    std::fs::write(d.path("dp.toml"), dp).unwrap();
+    let node = d.start_node().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let err = connect(&d.client_config(&agent, "e2e-wrong-ca"))
+        .await
+        .unwrap_err();
+    let err = err.downcast::<tokio_postgres::Error>().unwrap();
+    let db_err = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(
+        db_err.code(),
+        &SqlState::SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION
+    );
+    assert!(
+        db_err
+            .message()
+            .contains("not yet received its configuration"),
+        "{}",
+        db_err.message()
+    );
+    assert!(
+        node.log().contains("control plane link down"),
+        "{}",
+        node.log()
+    );
+}

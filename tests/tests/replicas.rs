@@ -27,6 +27,7 @@ async fn a_change_on_one_replica_reaches_nodes_of_the_other_at_once() {
         replicas: 2,
         poll: Duration::from_secs(3600),
         max_snapshot_age: Duration::from_secs(60),
+        tls: false,
     })
     .unwrap();
     let _a = d.start_control_plane(0).await.unwrap();
