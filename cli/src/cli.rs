@@ -31,9 +31,31 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Sign in to the organisation's identity provider (device flow) and
+    /// keep the token for `sluice connect`.
+    Login(crate::login::LoginArgs),
+    /// Open a local listener for TARGET that signs clients in with the
+    /// stored token, so tools connect to localhost with no secret.
+    Connect(crate::connect::ConnectArgs),
     /// Work with policies offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage the keys that seal target credentials.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Find, show, export and replay recorded sessions (through the API).
+    #[command(subcommand)]
+    Sessions(crate::sessions::SessionsCommand),
+    /// Verify the tamper-evident record, online or from an export file.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every stored target credential under a new key, in one
+    /// transaction.
+    RotateKey(crate::secrets::RotateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,12 +86,20 @@ pub struct DevArgs {
     /// Write connection details as JSON to FILE once everything is ready.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Trust the external OpenID Connect issuers of FILE: TOML with
+    /// `[[oidc]]` tables, as in the control-plane configuration.
+    #[arg(long, value_name = "FILE")]
+    pub oidc_config: Option<PathBuf>,
     /// Do not start a demo Postgres even if no target is given.
     #[arg(long)]
     pub no_demo: bool,
     /// How long the printed tokens stay valid.
     #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
     pub token_ttl: std::time::Duration,
+    /// When a client's token expires mid-session: end the session at once,
+    /// or after the statement in flight.
+    #[arg(long, value_enum, default_value = "end")]
+    pub on_token_expiry: ExpiryArg,
     /// How long a peer may stall in the middle of a message (for tests).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
     pub message_timeout: std::time::Duration,
@@ -77,6 +107,27 @@ pub struct DevArgs {
     /// (for tests).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, hide = true)]
     pub startup_timeout: std::time::Duration,
+    /// How often the audit record is checkpointed (signed).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    pub audit_checkpoint_interval: std::time::Duration,
+}
+
+/// `--on-token-expiry` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExpiryArg {
+    /// End the session at the moment the token expires.
+    End,
+    /// Let the statement in flight finish first.
+    AfterStatement,
+}
+
+impl From<ExpiryArg> for sluice_data_plane::OnExpiry {
+    fn from(a: ExpiryArg) -> Self {
+        match a {
+            ExpiryArg::End => Self::End,
+            ExpiryArg::AfterStatement => Self::AfterStatement,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +150,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ControlPlane(args) => crate::roles::control_plane(args).await,
         Command::DataPlane(args) => crate::roles::data_plane(args).await,
         Command::Token(TokenCommand::Issue(args)) => crate::token::issue(&args),
+        Command::Login(args) => crate::login::run(&args).await,
+        Command::Connect(args) => crate::connect::run(args).await,
         Command::Policy(PolicyCommand::Check(args)) => Ok(crate::policy::check(&args)),
+        Command::Secrets(SecretsCommand::RotateKey(args)) => {
+            crate::secrets::rotate_key(&args).await
+        }
+        Command::Sessions(cmd) => crate::sessions::run(cmd).await,
+        Command::Audit(cmd) => crate::audit::run(cmd).await,
     }
 }

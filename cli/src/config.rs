@@ -30,6 +30,31 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> anyho
         })
 }
 
+/// The `[[oidc]]` tables of an optional TOML file (for `sluice dev`).
+pub fn load_oidc(file: Option<&Path>) -> anyhow::Result<Vec<sluice_identity::OidcIssuerConfig>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OidcFile {
+        #[serde(default)]
+        oidc: Vec<sluice_identity::OidcIssuerConfig>,
+    }
+    let Some(path) = file else {
+        return Ok(Vec::new());
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "OIDC configuration file {} does not exist",
+        path.display()
+    );
+    let parsed: OidcFile = Figment::from(Toml::file(path))
+        .extract()
+        .with_context(|| format!("invalid OIDC configuration in {}", path.display()))?;
+    if let Some(problem) = parsed.oidc.iter().find_map(|c| c.problem()) {
+        anyhow::bail!("{}: {problem}", path.display());
+    }
+    Ok(parsed.oidc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +83,42 @@ mod tests {
         let dp: sluice_data_plane::DataPlaneConfig =
             load(Some(&root.join("data-plane.toml")), "SLUICE_TEST_NONE_").unwrap();
         assert!(dp.control_plane_url.starts_with("https://"));
+    }
+
+    #[test]
+    fn oidc_tables_load_in_the_control_plane_configuration_and_for_dev() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        let oidc = "[[oidc]]\nissuer = 'https://idp'\naudience = 'sluice'\nalgorithms = ['ES256']\nprincipal_kind = 'agent'\n[oidc.group_roles]\ndba = ['admin']\n";
+        std::fs::write(
+            &path,
+            format!("store_url = 'sqlite:///tmp/x.db'\nissuer_url = 'http://x'\nsigning_key_file = 'k'\n{oidc}"),
+        )
+        .unwrap();
+        let cp: sluice_control_plane::ControlPlaneConfig =
+            load(Some(&path), "SLUICE_TEST_NONE_").unwrap();
+        assert_eq!(cp.oidc.len(), 1);
+        assert_eq!(
+            cp.oidc[0].roles_for(&["dba".into()]),
+            vec![sluice_identity::Role::Admin]
+        );
+        let dev = dir.path().join("oidc.toml");
+        std::fs::write(&dev, oidc).unwrap();
+        assert_eq!(load_oidc(Some(&dev)).unwrap(), cp.oidc);
+        std::fs::write(&dev, "[[oidc]]\nissuer = 'https://idp'\naudience = ''\n").unwrap();
+        assert!(
+            load_oidc(Some(&dev)).is_err(),
+            "an empty audience is refused"
+        );
+        std::fs::write(
+            &dev,
+            "[[oidc]]\nissuer = 'https://idp'\naudience = 'a'\nalgorithms = ['none']\n",
+        )
+        .unwrap();
+        assert!(
+            load_oidc(Some(&dev)).is_err(),
+            "alg none cannot be configured"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use sluice_common::local_pg::{LocalPostgres, find_bin_dir, random_password};
-use sluice_control_plane::store::NewTarget;
+use sluice_control_plane::targets::{Credential, TargetSpec};
 
 /// The demo schema and data (`examples/demo/seed.sql`).
 pub const SEED_SQL: &str = include_str!("../../examples/demo/seed.sql");
@@ -12,7 +12,7 @@ pub const SEED_SQL: &str = include_str!("../../examples/demo/seed.sql");
 pub const GATEWAY_ROLE: &str = "sluice_gateway";
 
 /// Starts the demo server, if PostgreSQL is installed; returns it and its target.
-pub async fn start() -> anyhow::Result<Option<(LocalPostgres, NewTarget)>> {
+pub async fn start() -> anyhow::Result<Option<(LocalPostgres, TargetSpec)>> {
     let Some(bin) = find_bin_dir() else {
         tracing::warn!(
             "no PostgreSQL server binaries found (initdb, postgres); add a target with \
@@ -30,15 +30,16 @@ pub async fn start() -> anyhow::Result<Option<(LocalPostgres, NewTarget)>> {
     pg.execute("demo", &format!("SET ROLE {GATEWAY_ROLE}; {SEED_SQL}"))
         .await
         .context("loading the demo data")?;
-    let target = NewTarget {
+    let target = TargetSpec {
         name: "demo".to_owned(),
         kind: "postgres".to_owned(),
         host: "127.0.0.1".to_owned(),
         port: pg.port,
         database: "demo".to_owned(),
         username: GATEWAY_ROLE.to_owned(),
-        password,
+        credential: Credential::Password(password),
         tls_mode: "disable".to_owned(),
+        logins: Vec::new(),
     };
     Ok(Some((pg, target)))
 }

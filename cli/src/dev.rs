@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use sluice_common::Shutdown;
-use sluice_control_plane::store::{NewTarget, PutMode};
+use sluice_control_plane::store::PutMode;
+use sluice_control_plane::targets::{Credential, TargetSpec};
 use sluice_control_plane::{ControlPlane, ControlPlaneConfig};
 use sluice_data_plane::control::snapshot::SnapshotCell;
 use sluice_data_plane::{BoundNode, DataPlaneConfig};
@@ -39,7 +40,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// Parses `NAME=postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE`.
-pub fn parse_target(spec: &str) -> anyhow::Result<NewTarget> {
+pub fn parse_target(spec: &str) -> anyhow::Result<TargetSpec> {
     let (name, raw) = spec.split_once('=').context("--target must be NAME=URL")?;
     let url = url::Url::parse(raw).with_context(|| format!("--target {name}: not a URL"))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -62,7 +63,7 @@ pub fn parse_target(spec: &str) -> anyhow::Result<NewTarget> {
         bail!("--target {name}: sslmode must be disable, prefer, require or verify-full");
     }
     let database = url.path().trim_start_matches('/');
-    Ok(NewTarget {
+    Ok(TargetSpec {
         name: name.to_owned(),
         kind: "postgres".to_owned(),
         host: url
@@ -76,8 +77,12 @@ pub fn parse_target(spec: &str) -> anyhow::Result<NewTarget> {
             decode(database)
         },
         username: decode(url.username()),
-        password: decode(url.password().unwrap_or("")),
+        credential: match url.password().map(decode) {
+            Some(p) if !p.is_empty() => Credential::Password(p),
+            _ => Credential::None,
+        },
         tls_mode,
+        logins: Vec::new(),
     })
 }
 
@@ -111,7 +116,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
 async fn run_with(
     args: &DevArgs,
     data_dir: &std::path::Path,
-    targets: Vec<NewTarget>,
+    targets: Vec<TargetSpec>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<ExitCode> {
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
@@ -135,7 +140,14 @@ async fn run_with(
         bootstrap_join_token: Some(join_token.clone()),
         heartbeat_interval: Duration::from_secs(2),
         config_poll_interval: Duration::from_secs(2),
+        audit_checkpoint_interval: args.audit_checkpoint_interval,
         redis_url: None,
+        secrets_key_file: Some(data_dir.join("secrets.key")),
+        generate_secrets_key: true,
+        previous_secrets_key_files: Vec::new(),
+        service_token_ttl: Duration::from_secs(15 * 60),
+        max_token_ttl: Duration::from_secs(24 * 3600),
+        oidc: crate::config::load_oidc(args.oidc_config.as_deref())?,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
     let names = register_targets(&cp, targets).await?;
@@ -159,6 +171,8 @@ async fn run_with(
         max_client_message_bytes: 64 << 20,
         max_server_message_bytes: 1 << 30,
         audit_buffer_events: 100_000,
+        on_token_expiry: args.on_token_expiry.into(),
+        token_expiry_grace: Duration::from_secs(60),
     };
     let node = BoundNode::bind(node_config).await.with_context(|| {
         format!(
@@ -225,7 +239,7 @@ async fn load_policies(cp: &ControlPlane, files: &[PathBuf]) -> anyhow::Result<V
 
 async fn register_targets(
     cp: &ControlPlane,
-    targets: Vec<NewTarget>,
+    targets: Vec<TargetSpec>,
 ) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
     for t in targets {
@@ -338,7 +352,8 @@ mod tests {
             (t.name.as_str(), t.host.as_str(), t.port),
             ("prod", "db.internal", 6543)
         );
-        assert_eq!((t.username.as_str(), t.password.as_str()), ("gw", "p@ss"));
+        assert_eq!(t.username, "gw");
+        assert!(matches!(&t.credential, Credential::Password(p) if p == "p@ss"));
         assert_eq!(
             (t.database.as_str(), t.tls_mode.as_str()),
             ("app", "require")

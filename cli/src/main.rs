@@ -1,13 +1,19 @@
 //! `sluice`: one binary for every role (`dev`, `control-plane`,
 //! `data-plane`) and the client commands.
 
+mod api_client;
+mod audit;
 mod cli;
 mod config;
+mod connect;
 mod demo;
 mod dev;
+mod login;
 mod output;
 mod policy;
 mod roles;
+mod secrets;
+mod sessions;
 mod telemetry;
 mod token;
 

@@ -51,6 +51,35 @@ pub struct ControlPlaneConfig {
     /// How often a replica checks the store for changes made elsewhere.
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub config_poll_interval: Duration,
+    /// How long a service-account token lives when nobody says otherwise
+    /// (the client-credentials grant always uses this).
+    #[serde(default = "default_service_token_ttl", with = "humantime_serde")]
+    pub service_token_ttl: Duration,
+    /// The key-encryption key (32 bytes, base64 or hex) that seals target
+    /// credentials stored in the control plane. Without it, targets can only
+    /// use node-local references (`env:NAME`, `file:PATH`).
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Create `secrets_key_file` if it does not exist (development only).
+    #[serde(default)]
+    pub generate_secrets_key: bool,
+    /// Older keys, kept only to open credentials sealed before a rotation
+    /// (`sluice secrets rotate-key` re-seals everything under the current key).
+    #[serde(default)]
+    pub previous_secrets_key_files: Vec<PathBuf>,
+    /// The longest lifetime an admin may give a service-account token.
+    #[serde(default = "default_max_token_ttl", with = "humantime_serde")]
+    pub max_token_ttl: Duration,
+    /// How often the audit record's chain heads are signed into a
+    /// checkpoint. Events newer than the last checkpoint are protected by
+    /// their chain only, so this bounds how much an attacker with write
+    /// access to the store could silently cut from the end of sessions.
+    #[serde(default = "default_checkpoint", with = "humantime_serde")]
+    pub audit_checkpoint_interval: Duration,
+    /// External OpenID Connect issuers (`[[oidc]]` tables) whose tokens the
+    /// REST API and every node accept besides this control plane's own.
+    #[serde(default)]
+    pub oidc: Vec<sluice_identity::OidcIssuerConfig>,
 }
 
 /// A certificate and key in PEM files.
@@ -79,6 +108,18 @@ fn default_heartbeat() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_service_token_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_max_token_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
 fn default_poll() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_checkpoint() -> Duration {
+    Duration::from_secs(60)
 }

@@ -1,17 +1,18 @@
 use std::sync::Arc;
 
 use sluice_common::Shutdown;
-use sluice_identity::{Issuer, SigningKey, Verifier};
+use sluice_identity::{Issuer, IssuerRegistry, SigningKey, TrustStore, Verifier};
 use sluice_proto::v1;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::bus::{Bus, BusEvent};
+use crate::bus::Bus;
 use crate::config::ControlPlaneConfig;
 use crate::node_service::NodeService;
+use crate::secrets::{Kek, Keyring};
 use crate::snapshot;
-use crate::store::{NewTarget, Store, StoreError, Target};
+use crate::store::{Store, StoreError};
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,11 @@ pub struct ControlPlane {
     pub issuer: Arc<Issuer>,
     /// Cross-replica events.
     pub bus: Bus,
+    /// Seals and opens target credentials.
+    pub(crate) keyring: Arc<Keyring>,
+    /// Every issuer whose tokens this replica accepts: its own and the
+    /// configured external ones, with their key caches.
+    trust: Arc<TrustStore>,
     config: Arc<ControlPlaneConfig>,
     snapshots: watch::Receiver<Arc<v1::Snapshot>>,
     shutdown: Shutdown,
@@ -75,8 +81,12 @@ impl ControlPlane {
                 "grpc_tls (cert and key) is required unless insecure_grpc is set for loopback development".to_owned(),
             ));
         }
+        if let Some(problem) = config.oidc.iter().find_map(|c| c.problem()) {
+            return Err(StartError::Config(format!("oidc: {problem}")));
+        }
         let store = Store::connect(&config.store_url).await?;
         let key = load_signing_key(&config)?;
+        let keyring = Arc::new(load_keyring(&config)?);
         let issuer =
             Issuer::new(config.issuer_url.clone(), config.audience.clone(), key).map_err(|e| {
                 StartError::SigningKey {
@@ -91,6 +101,7 @@ impl ControlPlane {
             issuer: issuer.issuer().to_owned(),
             audience: issuer.audience().to_owned(),
             jwks_json: issuer.jwks_json(),
+            external_issuers: config.oidc.iter().map(crate::oidc::to_proto).collect(),
         };
         let first = snapshot::build(&store, &trust).await?;
         let (tx, rx) = watch::channel(Arc::new(first));
@@ -107,14 +118,31 @@ impl ControlPlane {
             config.config_poll_interval,
             shutdown.clone(),
         ));
-        Ok(Self {
+        tokio::spawn(crate::audit::checkpointer::run(
+            store.clone(),
+            issuer.key().clone(),
+            config.audit_checkpoint_interval,
+            shutdown.clone(),
+        ));
+        let own = own_verifier(&issuer);
+        let trust = Arc::new(TrustStore::new(
+            Some(own),
+            IssuerRegistry::default().resolve(&config.oidc),
+        ));
+        let cp = Self {
             store,
             issuer: Arc::new(issuer),
             bus,
+            keyring,
+            trust,
             config: Arc::new(config),
             snapshots: rx,
             shutdown,
-        })
+        };
+        cp.seal_legacy_secrets()
+            .await
+            .map_err(|e| StartError::Config(format!("target credentials: {e}")))?;
+        Ok(cp)
     }
 
     /// The configuration this replica runs with.
@@ -122,20 +150,15 @@ impl ControlPlane {
         &self.config
     }
 
-    /// Validates tokens this replica's issuer signed (for the REST API).
+    /// Validates tokens this replica's issuer signed.
     pub fn verifier(&self) -> Verifier {
-        // The key set is our own, so it always parses; an empty verifier
-        // (refusing everything) is the fail-closed fallback.
-        Verifier::from_jwks(
-            self.issuer.issuer(),
-            self.issuer.audience(),
-            &self.issuer.jwks_json(),
-            sluice_identity::MAX_LEEWAY_SECS,
-        )
-        .unwrap_or_else(|_| {
-            Verifier::from_jwks("", "", r#"{"keys":[]}"#, 0)
-                .unwrap_or_else(|_| unreachable!("empty key set parses"))
-        })
+        own_verifier(&self.issuer)
+    }
+
+    /// Validates tokens of every trusted issuer, own and external: what the
+    /// REST API and credential hand-outs check callers with.
+    pub fn trust(&self) -> Arc<TrustStore> {
+        self.trust.clone()
     }
 
     /// The newest snapshot.
@@ -143,25 +166,10 @@ impl ControlPlane {
         self.snapshots.borrow().clone()
     }
 
-    /// Registers a target and tells every node.
-    pub async fn create_target(&self, t: NewTarget) -> Result<Target, StoreError> {
-        let target = self.store.create_target(t).await?;
-        self.bus.publish(BusEvent::ConfigChanged);
-        Ok(target)
-    }
-
-    /// Removes a target and tells every node.
-    pub async fn delete_target(&self, name: &str) -> Result<bool, StoreError> {
-        let existed = self.store.delete_target(name).await?;
-        if existed {
-            self.bus.publish(BusEvent::ConfigChanged);
-        }
-        Ok(existed)
-    }
-
     /// Serves the node gRPC service on `listener` until shutdown.
     pub async fn serve_grpc(&self, listener: TcpListener) -> Result<(), StartError> {
         let svc = NodeService::new(
+            self.clone(),
             self.store.clone(),
             self.bus.clone(),
             self.snapshots.clone(),
@@ -188,6 +196,52 @@ impl ControlPlane {
             .await?;
         Ok(())
     }
+}
+
+fn own_verifier(issuer: &Issuer) -> Verifier {
+    // The key set is our own, so it always parses; an empty verifier
+    // (refusing everything) is the fail-closed fallback.
+    Verifier::from_jwks(
+        issuer.issuer(),
+        issuer.audience(),
+        &issuer.jwks_json(),
+        sluice_identity::MAX_LEEWAY_SECS,
+    )
+    .unwrap_or_else(|_| {
+        Verifier::from_jwks("", "", r#"{"keys":[]}"#, 0)
+            .unwrap_or_else(|_| unreachable!("empty key set parses"))
+    })
+}
+
+/// Loads the key-encryption keys; creates the current one first when asked
+/// to (development).
+pub(crate) fn load_keyring(config: &ControlPlaneConfig) -> Result<Keyring, StartError> {
+    let read = |path: &std::path::Path| -> Result<Kek, StartError> {
+        let err = |reason: String| {
+            StartError::Config(format!("secrets key {}: {reason}", path.display()))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Kek::from_text(&text).map_err(|e| err(e.to_string()))
+    };
+    let current = match &config.secrets_key_file {
+        None => None,
+        Some(path) => {
+            if config.generate_secrets_key && !path.exists() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                sluice_common::tls::write_private(path, Kek::generate_text().as_bytes())?;
+                tracing::info!(path = %path.display(), "generated a new secrets key");
+            }
+            Some(read(path)?)
+        }
+    };
+    let previous = config
+        .previous_secrets_key_files
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Keyring::new(current, previous))
 }
 
 fn load_signing_key(config: &ControlPlaneConfig) -> Result<SigningKey, StartError> {

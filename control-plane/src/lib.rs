@@ -9,10 +9,14 @@ pub mod audit;
 pub mod bus;
 pub mod config;
 mod control_plane;
+pub mod identities;
 pub mod node_service;
+pub mod oidc;
 pub mod policies;
+pub mod secrets;
 pub mod snapshot;
 pub mod store;
+pub mod targets;
 
 pub use config::ControlPlaneConfig;
 pub use control_plane::{ControlPlane, StartError};

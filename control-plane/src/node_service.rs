@@ -12,13 +12,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
+use crate::ControlPlane;
 use crate::audit;
 use crate::bus::{Bus, BusEvent};
 use crate::store::{JoinToken, Store};
+use crate::targets::TargetError;
 
 /// Serves `sluice.v1.NodeService`.
 #[derive(Clone)]
 pub struct NodeService {
+    cp: ControlPlane,
     store: Store,
     bus: Bus,
     snapshots: watch::Receiver<Arc<v1::Snapshot>>,
@@ -29,6 +32,7 @@ pub struct NodeService {
 impl NodeService {
     /// A service over `store`, pushing what `snapshots` holds.
     pub fn new(
+        cp: ControlPlane,
         store: Store,
         bus: Bus,
         snapshots: watch::Receiver<Arc<v1::Snapshot>>,
@@ -36,6 +40,7 @@ impl NodeService {
         shutdown: sluice_common::Shutdown,
     ) -> Self {
         Self {
+            cp,
             store,
             bus,
             snapshots,
@@ -95,6 +100,40 @@ impl v1::node_service_server::NodeService for NodeService {
             node_id: node.id,
             heartbeat_interval_ms: self.heartbeat_ms,
         }))
+    }
+
+    async fn fetch_credential(
+        &self,
+        req: Request<v1::CredentialRequest>,
+    ) -> Result<Response<v1::Credential>, Status> {
+        let join = self.authenticate(&req).await?;
+        let r = req.into_inner();
+        // The node checked the token; check it again here, so that a join
+        // token alone (a node's only secret) opens no credential.
+        let identity = self
+            .cp
+            .trust()
+            .verify(&r.access_token)
+            .await
+            .map_err(|e| Status::permission_denied(format!("access token: {e}")))?
+            .identity;
+        if self.cp.is_token_revoked(&identity.token_id) {
+            return Err(Status::permission_denied("access token: revoked"));
+        }
+        match self.cp.open_credential(&r.target, &identity).await {
+            Ok((username, password)) => {
+                tracing::info!(target_name = %r.target, session_id = %r.session_id, identity = %identity.name, join_token = %join.id, upstream_user = %username, "credential handed to a node");
+                Ok(Response::new(v1::Credential { username, password }))
+            }
+            Err(TargetError::NotFound(t)) => Err(Status::not_found(format!("no target {t:?}"))),
+            Err(TargetError::NotHeld(t)) => Err(Status::failed_precondition(format!(
+                "target {t:?} uses a node-local credential"
+            ))),
+            Err(e) => {
+                tracing::error!(error = %e, target_name = %r.target, "cannot open a target credential");
+                Err(Status::unavailable("the credential cannot be opened"))
+            }
+        }
     }
 
     type AttachStream = OutStream;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::bus::{Bus, BusEvent};
 use crate::store::{Store, StoreError, Target};
+use crate::targets::snapshot_form;
 
 /// Builds a snapshot from the store at its current revision.
 pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot, StoreError> {
@@ -17,6 +18,7 @@ pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot
     let version = store.revision().await?;
     let targets = store.list_targets().await?;
     let policies = store.list_policies().await?;
+    let revoked_token_ids = store.revoked_token_ids().await?;
     Ok(v1::Snapshot {
         version,
         issued_at_unix_ms: sluice_common::unix_ms(),
@@ -30,18 +32,29 @@ pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot
                 source: p.source,
             })
             .collect(),
+        revoked_token_ids,
     })
 }
 
 fn target_to_proto(t: Target) -> v1::Target {
     v1::Target {
+        credential: snapshot_form(&t.secret),
+        logins: t
+            .logins
+            .into_iter()
+            .map(|l| v1::Login {
+                credential: snapshot_form(&l.secret),
+                group: l.group,
+                username: l.username,
+            })
+            .collect(),
         name: t.name,
         kind: t.kind,
         host: t.host,
         port: u32::from(t.port),
         database: t.database,
         username: t.username,
-        password: t.password,
+        password: String::new(),
         tls_mode: t.tls_mode,
     }
 }

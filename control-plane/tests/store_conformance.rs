@@ -3,7 +3,8 @@
 //! database on the real server) and SQLite (a fresh file).
 
 use sluice_control_plane::store::{
-    EventKind, NewTarget, PutMode, SessionFilter, Store, StoreError, StoredEvent,
+    EventKind, IssuedTokenRecord, NewServiceAccount, NewTarget, PutMode, SessionFilter, Store,
+    StoreError, StoredEvent, TargetLogin,
 };
 use sluice_e2e::pg::TestDb;
 
@@ -41,6 +42,9 @@ conformance!(
     bad_cursors_are_refused,
     policies_keep_every_version,
     large_batches_span_chunks_and_resends_overlap,
+    service_accounts_authenticate_and_disabling_revokes_their_tokens,
+    api_keys_are_found_by_secret_until_revoked,
+    secrets_are_rewritten_all_or_nothing,
 );
 
 fn target(name: &str) -> NewTarget {
@@ -51,8 +55,13 @@ fn target(name: &str) -> NewTarget {
         port: 5432,
         database: "demo".to_owned(),
         username: "gw".to_owned(),
-        password: "s3cret".to_owned(),
+        secret: "v1:0011aabb:c2VhbGVk".to_owned(),
         tls_mode: "disable".to_owned(),
+        logins: vec![TargetLogin {
+            group: "agents".to_owned(),
+            username: "agent_ro".to_owned(),
+            secret: "ref:env:AGENT_PW".to_owned(),
+        }],
     }
 }
 
@@ -62,10 +71,12 @@ async fn targets_round_trip_and_bump_the_revision(s: &Store) {
     assert!(s.revision().await.unwrap() > r0);
     let got = s.get_target("demo").await.unwrap().unwrap();
     assert_eq!(got, t);
-    assert_eq!(got.password, "s3cret");
+    assert_eq!(got.secret, "v1:0011aabb:c2VhbGVk");
+    assert_eq!(got.logins[0].username, "agent_ro");
+    assert_eq!(s.list_targets().await.unwrap()[0].logins, got.logins);
     assert!(
-        !format!("{got:?}").contains("s3cret"),
-        "Debug must not print the password"
+        !format!("{got:?}").contains("c2VhbGVk") && !format!("{got:?}").contains("AGENT_PW"),
+        "Debug must not print credentials"
     );
     s.create_target(target("analytics")).await.unwrap();
     let names: Vec<_> = s
@@ -367,4 +378,129 @@ async fn large_batches_span_chunks_and_resends_overlap(s: &Store) {
         matches!(&stored_1100.kind, EventKind::Statement { text, .. } if text == "SELECT 1"),
         "the first write wins"
     );
+}
+
+fn issued(id: &str, account: &str, expires_at: i64) -> IssuedTokenRecord {
+    IssuedTokenRecord {
+        id: id.to_owned(),
+        subject: "devin".to_owned(),
+        kind: "agent".to_owned(),
+        account_id: Some(account.to_owned()),
+        issued_by: "alice".to_owned(),
+        issued_at: 1,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+async fn service_accounts_authenticate_and_disabling_revokes_their_tokens(s: &Store) {
+    let created = s
+        .create_service_account(NewServiceAccount {
+            name: "devin".to_owned(),
+            kind: "agent".to_owned(),
+            description: String::new(),
+            owner: "alice".to_owned(),
+            groups: vec!["agents".to_owned()],
+        })
+        .await
+        .unwrap();
+    let a = &created.account;
+    let ok = s
+        .authenticate_client(&a.client_id, &created.client_secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.as_ref().map(|x| x.groups.clone()),
+        Some(vec!["agents".to_owned()])
+    );
+    assert!(
+        s.authenticate_client(&a.client_id, "scs_wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let far = i64::MAX / 2;
+    s.record_issued_token(&issued("t1", &a.id, far))
+        .await
+        .unwrap();
+    s.record_issued_token(&issued("t2", &a.id, far))
+        .await
+        .unwrap();
+    s.record_issued_token(&issued("t0", &a.id, 2))
+        .await
+        .unwrap();
+    assert!(s.revoke_issued_token(&a.id, "t0").await.unwrap());
+    assert!(
+        s.revoked_token_ids().await.unwrap().is_empty(),
+        "expired ones drop out"
+    );
+    assert!(s.revoke_issued_token(&a.id, "t1").await.unwrap());
+    assert!(
+        !s.revoke_issued_token(&a.id, "t1").await.unwrap(),
+        "only once"
+    );
+    assert!(
+        !s.revoke_issued_token("other", "t2").await.unwrap(),
+        "only its own"
+    );
+    assert_eq!(s.revoked_token_ids().await.unwrap(), ["t1"]);
+    let r0 = s.revision().await.unwrap();
+    assert!(s.disable_service_account("devin").await.unwrap());
+    assert!(s.revision().await.unwrap() > r0);
+    assert_eq!(s.revoked_token_ids().await.unwrap(), ["t1", "t2"]);
+    assert!(
+        s.authenticate_client(&a.client_id, &created.client_secret)
+            .await
+            .unwrap()
+            .is_none(),
+        "a disabled account does not authenticate"
+    );
+    assert_eq!(s.list_issued_tokens(&a.id).await.unwrap().len(), 3);
+}
+
+async fn api_keys_are_found_by_secret_until_revoked(s: &Store) {
+    let k = s.create_api_key("siem", "auditor", "alice").await.unwrap();
+    assert!(k.key.starts_with("slk_") && k.key.starts_with(&k.record.prefix));
+    assert_eq!(
+        s.check_api_key(&k.key).await.unwrap(),
+        Some(k.record.clone())
+    );
+    assert!(s.check_api_key("slk_guess").await.unwrap().is_none());
+    assert!(s.revoke_api_key(&k.record.id).await.unwrap());
+    assert!(s.check_api_key(&k.key).await.unwrap().is_none());
+    assert!(s.list_api_keys().await.unwrap()[0].revoked_at.is_some());
+}
+
+async fn secrets_are_rewritten_all_or_nothing(s: &Store) {
+    s.create_target(target("a")).await.unwrap();
+    s.create_target(target("b")).await.unwrap();
+    // A failure on any value leaves every value as it was.
+    let failed = s
+        .rewrite_secrets(|t, _| {
+            if t == "b" {
+                Err("no")
+            } else {
+                Ok(Some("v1:new:x".to_owned()))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed, Err("no"));
+    assert_eq!(
+        s.get_target("a").await.unwrap().unwrap().secret,
+        "v1:0011aabb:c2VhbGVk"
+    );
+    let n = s
+        .rewrite_secrets(|_, stored| {
+            Ok::<_, ()>(stored.starts_with("v1:").then(|| "v1:new:x".to_owned()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2, "both targets' own secrets; the ref logins are kept");
+    let a = s.get_target("a").await.unwrap().unwrap();
+    assert_eq!(a.secret, "v1:new:x");
+    assert_eq!(a.logins[0].secret, "ref:env:AGENT_PW");
+    assert!(s.delete_target("a").await.unwrap());
+    assert_eq!(s.list_targets().await.unwrap().len(), 1);
 }

@@ -64,6 +64,18 @@ pub struct DataPlaneConfig {
     /// Audit events held while the control plane has not acknowledged them.
     #[serde(default = "default_audit_buffer")]
     pub audit_buffer_events: usize,
+    /// When a client's access token expires mid-session: `end` (at once) or
+    /// `after_statement` (once the statement in flight has finished).
+    #[serde(default)]
+    pub on_token_expiry: crate::pg::relay::session::OnExpiry,
+    /// With `after_statement`, the longest the statement in flight may run on
+    /// past the token's expiry.
+    #[serde(default = "default_drain_grace", with = "humantime_serde")]
+    pub token_expiry_grace: Duration,
+}
+
+fn default_drain_grace() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_node_name() -> String {

@@ -15,3 +15,4 @@ pub mod sessions;
 
 pub use config::DataPlaneConfig;
 pub use node::{BoundNode, NodeError};
+pub use pg::relay::session::OnExpiry;

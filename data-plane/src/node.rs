@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, DataPlaneConfig};
 use crate::control::audit::AuditSink;
+use crate::control::credentials::CredentialSource;
 use crate::control::link::ControlLink;
 use crate::control::snapshot::SnapshotCell;
 use crate::pg::client::handshake::{HandshakeConfig, acceptor};
@@ -34,6 +35,9 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The control plane's address or join token is unusable.
+    #[error("control plane link: {0}")]
+    Link(#[from] crate::control::link::LinkError),
 }
 
 /// A node with its listeners bound, ready to run.
@@ -43,6 +47,7 @@ pub struct BoundNode {
     http: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     snapshot: Arc<SnapshotCell>,
+    credentials: CredentialSource,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
@@ -74,12 +79,14 @@ impl BoundNode {
         let pg = bind(config.pg_listen).await?;
         let http = bind(config.http_listen).await?;
         let snapshot = Arc::new(SnapshotCell::new(config.max_snapshot_age));
+        let credentials = CredentialSource::new(&config)?;
         Ok(Self {
             config: Arc::new(config),
             pg,
             http,
             tls,
             snapshot,
+            credentials,
         })
     }
 
@@ -135,6 +142,8 @@ impl BoundNode {
                 max_client_message: c.max_client_message_bytes,
                 max_server_message: c.max_server_message_bytes,
                 stall: c.message_timeout,
+                on_expiry: c.on_token_expiry,
+                drain_grace: c.token_expiry_grace,
             },
             upstream: UpstreamLimits {
                 connect_timeout: c.upstream_connect_timeout,
@@ -144,6 +153,7 @@ impl BoundNode {
             snapshot,
             audit,
             sessions,
+            credentials: self.credentials,
             shutdown: shutdown.clone(),
         });
         tracing::info!(pg = %c.pg_listen, node = %c.node_name, "data plane serving");

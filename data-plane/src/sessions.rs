@@ -26,21 +26,44 @@ pub struct CancelTarget {
 /// A session's kill switch and the reason it was pulled.
 #[derive(Debug, Clone)]
 pub struct Kill {
-    /// Fires when the session must end.
+    /// Fires when the session must end now.
     pub token: Shutdown,
+    /// Fires when the session must end once no statement is in flight.
+    pub drain: Shutdown,
     reason: std::sync::Arc<Mutex<Option<String>>>,
 }
 
 impl Kill {
+    /// Records why, then fires the drain or the immediate switch. The first
+    /// reason given is kept.
+    fn pull(&self, reason: &str, drain: bool) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert_with(|| reason.to_owned());
+        }
+        if drain {
+            self.drain.cancel();
+        } else {
+            self.token.cancel();
+        }
+    }
+
     /// Why the session was ended, if it was.
     pub fn reason(&self) -> Option<String> {
         self.reason.lock().ok().and_then(|r| r.clone())
     }
 }
 
+#[derive(Debug)]
+struct Live {
+    kill: Kill,
+    /// The `jti` of the token that opened the session, so a revocation ends
+    /// every session it opened.
+    token_id: String,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    kills: HashMap<String, Kill>,
+    live: HashMap<String, Live>,
     cancels: HashMap<i32, CancelTarget>,
 }
 
@@ -51,14 +74,22 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Registers a session; returns its kill switch.
-    pub fn open(&self, session_id: &str, parent: &Shutdown) -> Kill {
+    /// Registers a session opened with the token `token_id`; returns its
+    /// kill switch.
+    pub fn open(&self, session_id: &str, token_id: &str, parent: &Shutdown) -> Kill {
         let kill = Kill {
             token: parent.child_token(),
+            drain: Shutdown::new(),
             reason: Default::default(),
         };
         if let Ok(mut g) = self.inner.lock() {
-            g.kills.insert(session_id.to_owned(), kill.clone());
+            g.live.insert(
+                session_id.to_owned(),
+                Live {
+                    kill: kill.clone(),
+                    token_id: token_id.to_owned(),
+                },
+            );
         }
         kill
     }
@@ -66,29 +97,52 @@ impl Sessions {
     /// Forgets a session (and its cancel key).
     pub fn close(&self, session_id: &str, cancel_pid: Option<i32>) {
         if let Ok(mut g) = self.inner.lock() {
-            g.kills.remove(session_id);
+            g.live.remove(session_id);
             if let Some(pid) = cancel_pid {
                 g.cancels.remove(&pid);
             }
         }
     }
 
-    /// Ends a session, if this node serves it.
+    /// Ends a session now, if this node serves it.
     pub fn kill(&self, session_id: &str, reason: &str) {
+        self.end(session_id, reason, false);
+    }
+
+    /// Ends a session once the statement in flight (if any) has finished.
+    pub fn drain(&self, session_id: &str, reason: &str) {
+        self.end(session_id, reason, true);
+    }
+
+    fn end(&self, session_id: &str, reason: &str, drain: bool) {
         if let Ok(g) = self.inner.lock()
-            && let Some(k) = g.kills.get(session_id)
+            && let Some(live) = g.live.get(session_id)
         {
-            if let Ok(mut r) = k.reason.lock() {
-                *r = Some(reason.to_owned());
-            }
-            k.token.cancel();
-            tracing::info!(session_id, reason, "session killed");
+            live.kill.pull(reason, drain);
+            tracing::info!(session_id, reason, drain, "session ended by the gateway");
         }
+    }
+
+    /// Ends every session opened with a token in `revoked` (sorted), now.
+    /// Returns how many were ended.
+    pub fn kill_revoked(&self, revoked: &[String]) -> usize {
+        let Ok(g) = self.inner.lock() else {
+            return 0;
+        };
+        let mut n = 0;
+        for (id, live) in &g.live {
+            if revoked.binary_search(&live.token_id).is_ok() {
+                live.kill.pull("the access token was revoked", false);
+                tracing::info!(session_id = %id, "session ended: its token was revoked");
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Number of sessions open.
     pub fn active(&self) -> usize {
-        self.inner.lock().map(|g| g.kills.len()).unwrap_or(0)
+        self.inner.lock().map(|g| g.live.len()).unwrap_or(0)
     }
 
     /// Allocates a fresh client-facing backend key for `target`; returns the
@@ -161,12 +215,35 @@ mod tests {
     fn kill_fires_the_sessions_token_with_a_reason() {
         let s = Sessions::default();
         let root = Shutdown::new();
-        let k = s.open("sess", &root);
+        let k = s.open("sess", "jti-1", &root);
         assert_eq!(s.active(), 1);
         s.kill("sess", "revoked");
         assert!(k.token.is_cancelled());
         assert_eq!(k.reason().as_deref(), Some("revoked"));
         s.close("sess", None);
         assert_eq!(s.active(), 0);
+    }
+
+    #[test]
+    fn a_revocation_ends_exactly_the_sessions_of_that_token() {
+        let s = Sessions::default();
+        let root = Shutdown::new();
+        let a = s.open("a", "jti-a", &root);
+        let b = s.open("b", "jti-b", &root);
+        let a2 = s.open("a2", "jti-a", &root);
+        assert_eq!(s.kill_revoked(&["jti-a".to_owned(), "jti-z".to_owned()]), 2);
+        assert!(a.token.is_cancelled() && a2.token.is_cancelled());
+        assert!(!b.token.is_cancelled());
+        assert_eq!(a.reason().as_deref(), Some("the access token was revoked"));
+    }
+
+    #[test]
+    fn draining_fires_only_the_drain_switch() {
+        let s = Sessions::default();
+        let k = s.open("d", "jti", &Shutdown::new());
+        s.drain("d", "the access token expired");
+        assert!(k.drain.is_cancelled());
+        assert!(!k.token.is_cancelled());
+        assert_eq!(k.reason().as_deref(), Some("the access token expired"));
     }
 }

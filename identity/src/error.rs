@@ -35,6 +35,10 @@ pub enum TokenError {
     /// The token id has been revoked.
     #[error("the access token has been revoked")]
     Revoked,
+    /// An external identity provider's keys could not be fetched, so its
+    /// tokens cannot be checked (fail closed).
+    #[error("token validation is unavailable: the identity provider's keys could not be fetched")]
+    IssuerUnavailable,
     /// No key set is available, so nothing can be validated.
     #[error("token validation is unavailable: no trusted keys")]
     NoKeys,
@@ -52,7 +56,30 @@ impl TokenError {
             K::InvalidAlgorithm | K::InvalidAlgorithmName => Self::Algorithm,
             K::MissingRequiredClaim(c) => Self::Claim(c.clone()),
             K::InvalidKeyFormat | K::InvalidEddsaKey => Self::UnknownKey,
+            // A claim the token lacks fails deserialisation before any
+            // check runs; name it rather than calling the token malformed.
+            K::Json(e) => missing_field(&e.to_string()).map_or(Self::Malformed, Self::Claim),
             _ => Self::Malformed,
         }
+    }
+}
+
+/// The field serde names in a "missing field `x`" error.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_claims_are_named() {
+        assert_eq!(
+            missing_field("missing field `exp` at line 1 column 80").as_deref(),
+            Some("exp")
+        );
+        assert_eq!(missing_field("expected u64"), None);
     }
 }

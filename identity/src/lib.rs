@@ -10,12 +10,14 @@ mod claims;
 mod error;
 mod issuer;
 mod keys;
+pub mod oidc;
 mod verifier;
 
 pub use claims::{Claims, Identity, PrincipalKind, Role};
 pub use error::TokenError;
 pub use issuer::{IssuedToken, Issuer};
 pub use keys::{KeyError, SigningKey};
+pub use oidc::{IssuerRegistry, OidcIssuerConfig, TrustStore, Verified};
 pub use verifier::Verifier;
 
 /// The audience of tokens the control plane issues for its own gateway.

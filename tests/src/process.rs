@@ -80,6 +80,11 @@ impl Sluice {
     /// Starts `sluice dev` on free ports with extra `args`, and waits for
     /// its ready file.
     pub fn dev(args: &[&str]) -> anyhow::Result<Self> {
+        Self::dev_with_env(args, &[])
+    }
+
+    /// `sluice dev ARGS` with extra environment variables.
+    pub fn dev_with_env(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ready_file = dir.path().join("ready.json");
         let mut full: Vec<String> = vec![
@@ -94,7 +99,7 @@ impl Sluice {
             "127.0.0.1:0".into(),
         ];
         full.extend(args.iter().map(|s| (*s).to_owned()));
-        let mut s = Self::spawn(dir, &full, &[])?;
+        let mut s = Self::spawn(dir, &full, env)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready_file)

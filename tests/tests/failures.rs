@@ -317,8 +317,19 @@ async fn a_bad_or_missing_token_is_refused_with_28p01_and_nothing_else() {
         describe(&out)
     );
     assert!(!stderr.contains(&good), "the token must not be echoed");
-    // Nothing was recorded as a session.
-    assert!(gw.api().sessions().await.unwrap().is_empty());
+    // No refused sign-in became a session: each is recorded only as an
+    // unauthenticated auth failure that ran nothing, and no token leaks.
+    let recorded = gw.api().sessions().await.unwrap();
+    for s in &recorded {
+        assert_eq!(s["identity_kind"], "unauthenticated", "{s}");
+        assert_eq!(s["statements"], 0, "{s}");
+        let why = s["end_reason"].as_str().unwrap_or_default();
+        assert!(why.starts_with("auth_failed"), "{s}");
+        assert!(
+            !s.to_string().contains(&good),
+            "the token must not be recorded"
+        );
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,24 @@ impl RoleSet for AdminOnly {
     const ANY_OF: &'static [Role] = &[Role::Admin];
 }
 
+/// Administrators and auditors: reading, verifying and exporting the
+/// session record, which auditors need without being able to change
+/// configuration.
+#[derive(Debug)]
+pub struct AuditorOrAdmin;
+
+impl RoleSet for AuditorOrAdmin {
+    const ANY_OF: &'static [Role] = &[Role::Auditor, Role::Admin];
+}
+
+/// Approvers, and admins: deciding approval requests.
+#[derive(Debug)]
+pub struct ApproverOrAdmin;
+
+impl RoleSet for ApproverOrAdmin {
+    const ANY_OF: &'static [Role] = &[Role::Approver, Role::Admin];
+}
+
 /// A caller whose bearer token verified and who holds one of `R`'s roles.
 /// Taking it as a handler argument is what protects the endpoint.
 #[derive(Debug)]
@@ -45,7 +63,10 @@ impl<R: RoleSet> FromRequestParts<AppState> for Caller<R> {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)?;
-        let identity = state.verifier.verify(token)?;
+        let identity = authenticate(state, token).await.inspect_err(|e| {
+            tracing::info!(error = %e, "API authentication refused");
+            record_refusal(state, parts, token, e);
+        })?;
         tracing::Span::current().record("identity", tracing::field::display(&identity.name));
         if !R::ANY_OF.iter().any(|role| identity.has_role(*role)) {
             let names: Vec<&str> = R::ANY_OF.iter().map(|r| role_name(*r)).collect();
@@ -59,6 +80,61 @@ impl<R: RoleSet> FromRequestParts<AppState> for Caller<R> {
             roles: PhantomData,
         })
     }
+}
+
+/// Records a refused API caller in the audit trail as a session of one
+/// event, like a refused database client. Written in the background: the
+/// caller's answer does not wait for it, and a store failure only logs.
+fn record_refusal(state: &AppState, parts: &Parts, token: &str, e: &ApiError) {
+    use sluice_control_plane::store::{EventKind, StoredEvent};
+    let mut claimed_issuer =
+        sluice_identity::oidc::validate::peek_issuer(token).unwrap_or_default();
+    claimed_issuer.truncate(claimed_issuer.floor_char_boundary(200));
+    let path = parts.uri.path();
+    let event = StoredEvent {
+        session_id: uuid::Uuid::now_v7().to_string(),
+        seq: 1,
+        at: sluice_common::unix_us(),
+        kind: EventKind::AuthFailure {
+            client_addr: String::new(),
+            user: String::new(),
+            target: format!(
+                "{} {}",
+                parts.method,
+                &path[..path.floor_char_boundary(200)]
+            ),
+            reason: e.to_string(),
+            claimed_issuer,
+            protocol: "http".to_owned(),
+            tls: false,
+            node_id: String::new(),
+        },
+    };
+    let store = state.cp.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.append_events(&[event]).await {
+            tracing::error!(error = %e, "a refused API caller could not be recorded");
+        }
+    });
+}
+
+/// Who a bearer credential names: an API key, or a token that verifies and
+/// has not been revoked.
+async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
+    if crate::api_keys::is_api_key(token) {
+        return crate::api_keys::authenticate(state, token).await;
+    }
+    let identity = match state.trust.verify(token).await {
+        Ok(v) => v.identity,
+        Err(e) => {
+            tracing::warn!(event = "auth_refused", reason = %e, "API caller refused");
+            return Err(e.into());
+        }
+    };
+    if state.cp.is_token_revoked(&identity.token_id) {
+        return Err(TokenError::Revoked.into());
+    }
+    Ok(identity)
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -78,7 +154,8 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-fn role_name(role: Role) -> &'static str {
+/// A role's name in the API and the store.
+pub(crate) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
         Role::Approver => "approver",

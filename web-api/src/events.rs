@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sluice_control_plane::store::{EventKind, StoredEvent};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{AdminOnly, Caller};
+use crate::auth::{AuditorOrAdmin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::sessions::page_limit;
@@ -122,6 +122,26 @@ pub enum EventDetail {
         /// Bytes received from the client.
         bytes_from_client: u64,
     },
+    /// A client refused before its session began (a session of this one
+    /// event).
+    AuthFailure {
+        /// From where.
+        client_addr: String,
+        /// The user name it sent (unverified).
+        user: String,
+        /// The target it asked for.
+        target: String,
+        /// Why it was refused.
+        reason: String,
+        /// The issuer its token claimed (unverified), if any.
+        claimed_issuer: Option<String>,
+        /// Wire protocol.
+        protocol: String,
+        /// Over TLS?
+        tls: bool,
+        /// The node that refused it.
+        node_id: String,
+    },
 }
 
 /// Paging for a session's events.
@@ -137,7 +157,7 @@ pub struct EventQuery {
 }
 
 /// A session's events in sequence order, a page at a time.
-#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", operation_id = "list_session_events", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/events", operation_id = "list_session_events", tag = "sessions", security(("bearer" = ["auditor", "admin"])),
     params(("id" = String, Path, description = "Session id"), EventQuery),
     responses(
         (status = 200, description = "A page of events", body = Page<EventView>),
@@ -145,7 +165,7 @@ pub struct EventQuery {
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn list(
-    _: Caller<AdminOnly>,
+    _: Caller<AuditorOrAdmin>,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<EventQuery>,
@@ -219,12 +239,23 @@ mod tests {
                 bytes_to_client: 1,
                 bytes_from_client: 1,
             },
+            EventKind::AuthFailure {
+                client_addr: s(),
+                user: s(),
+                target: s(),
+                reason: s(),
+                claimed_issuer: s(),
+                protocol: s(),
+                tls: true,
+                node_id: s(),
+            },
         ];
         for k in &all {
             match k {
                 EventKind::SessionStart { .. }
                 | EventKind::Statement { .. }
-                | EventKind::SessionEnd { .. } => {}
+                | EventKind::SessionEnd { .. }
+                | EventKind::AuthFailure { .. } => {}
             }
         }
         all

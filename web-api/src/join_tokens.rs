@@ -73,7 +73,7 @@ pub struct CreateJoinToken {
 }
 
 /// Creates a join token and shows its secret once.
-#[utoipa::path(post, path = "/api/v1/join-tokens", operation_id = "create_join_token", tag = "join-tokens", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/join-tokens", operation_id = "create_join_token", tag = "join-tokens", security(("bearer" = ["admin"])),
     request_body = CreateJoinToken,
     responses(
         (status = 201, description = "Created; the secret is in `token`", body = CreatedJoinToken),
@@ -104,7 +104,7 @@ pub(crate) async fn create(
 }
 
 /// Lists join tokens, newest first, without secrets.
-#[utoipa::path(get, path = "/api/v1/join-tokens", operation_id = "list_join_tokens", tag = "join-tokens", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/join-tokens", operation_id = "list_join_tokens", tag = "join-tokens", security(("bearer" = ["admin"])),
     responses((status = 200, description = "All join tokens", body = Items<JoinTokenView>)))]
 pub(crate) async fn list(
     _: Caller<AdminOnly>,
@@ -118,7 +118,7 @@ pub(crate) async fn list(
 
 /// Revokes a join token: from now on the control plane refuses any node
 /// that presents it (on registering or reconnecting).
-#[utoipa::path(delete, path = "/api/v1/join-tokens/{id}", operation_id = "revoke_join_token", tag = "join-tokens", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/join-tokens/{id}", operation_id = "revoke_join_token", tag = "join-tokens", security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "Join token id")),
     responses(
         (status = 204, description = "Revoked"),

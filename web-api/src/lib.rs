@@ -8,14 +8,18 @@
 //! nodes exactly as any other change does. Every error is an RFC 9457 problem
 //! document; every `/api/v1` endpoint needs a bearer token with a role.
 
+pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod join_tokens;
 pub mod nodes;
+pub mod oauth;
 pub mod openapi;
 pub mod policies;
+pub mod service_accounts;
 pub mod sessions;
 pub mod targets;
 
@@ -30,7 +34,7 @@ use serde::Serialize;
 use sluice_common::Shutdown;
 use sluice_common::health::Readiness;
 use sluice_control_plane::ControlPlane;
-use sluice_identity::Verifier;
+use sluice_identity::TrustStore;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::{OpenApi as _, ToSchema};
@@ -41,7 +45,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     cp: ControlPlane,
-    verifier: Arc<Verifier>,
+    trust: Arc<TrustStore>,
     jwks: Arc<String>,
 }
 
@@ -81,7 +85,7 @@ pub struct Page<T> {
 /// `/readyz`, `/metrics`), with request tracing that never records headers.
 pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
     let state = AppState {
-        verifier: Arc::new(cp.verifier()),
+        trust: cp.trust(),
         jwks: Arc::new(cp.issuer.jwks_json()),
         cp,
     };
@@ -92,8 +96,12 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(policies::routes())
         .merge(sessions::routes())
         .merge(events::routes())
+        .merge(audit::routes())
         .merge(nodes::routes())
         .merge(join_tokens::routes())
+        .merge(service_accounts::routes())
+        .merge(api_keys::routes())
+        .merge(oauth::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))
         .with_state(state);
     Router::new()

@@ -58,7 +58,7 @@ impl From<Node> for NodeView {
 }
 
 /// Lists every node, by name.
-#[utoipa::path(get, path = "/api/v1/nodes", operation_id = "list_nodes", tag = "nodes", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/nodes", operation_id = "list_nodes", tag = "nodes", security(("bearer" = ["admin"])),
     responses((status = 200, description = "All nodes", body = Items<NodeView>)))]
 pub(crate) async fn list(
     _: Caller<AdminOnly>,

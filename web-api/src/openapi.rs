@@ -8,7 +8,10 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::{auth, events, join_tokens, nodes, policies, sessions, targets};
+use crate::{
+    api_keys, audit, auth, events, join_tokens, nodes, oauth, policies, service_accounts, sessions,
+    targets,
+};
 
 /// The API document. `ApiDoc::openapi()` builds it.
 #[derive(Debug, OpenApi)]
@@ -17,7 +20,8 @@ use crate::{auth, events, join_tokens, nodes, policies, sessions, targets};
         title = "Sluice API",
         description = "Manage the targets Sluice guards, the policies that decide every statement, the nodes that guard them, \
                        and read the record of every session. \
-                       Every /api/v1 endpoint except this document needs `Authorization: Bearer <token>`; \
+                       Every /api/v1 endpoint except this document needs `Authorization: Bearer <token or API key>`, \
+                       and each names the roles that may call it in its security requirement; \
                        every error is an RFC 9457 problem document."
     ),
     paths(
@@ -25,8 +29,13 @@ use crate::{auth, events, join_tokens, nodes, policies, sessions, targets};
         policies::list, policies::create, policies::show, policies::replace, policies::remove,
         policies::versions, policies::check,
         sessions::list, sessions::show, events::list,
+        audit::verify_session, audit::export, audit::verify_store, audit::feed,
         nodes::list,
         join_tokens::create, join_tokens::list, join_tokens::revoke,
+        service_accounts::create, service_accounts::list, service_accounts::show, service_accounts::disable,
+        service_accounts::issue_token, service_accounts::list_tokens, service_accounts::revoke_token,
+        api_keys::create, api_keys::list, api_keys::revoke,
+        oauth::token,
         auth::jwks,
     ),
     components(schemas(Problem, FieldError)),
@@ -35,9 +44,11 @@ use crate::{auth, events, join_tokens, nodes, policies, sessions, targets};
         (name = "targets", description = "The systems Sluice guards"),
         (name = "policies", description = "The rules every statement is decided by, and a dry run"),
         (name = "sessions", description = "Recorded sessions and their events"),
+        (name = "audit", description = "Verification, exports and SIEM pulls of the tamper-evident record"),
         (name = "nodes", description = "Data-plane nodes"),
         (name = "join-tokens", description = "Credentials nodes use to join"),
-        (name = "auth", description = "Token verification keys"),
+        (name = "identities", description = "Service accounts for agents and automation, their tokens, and API keys"),
+        (name = "auth", description = "Token verification keys and the OAuth2 token endpoint"),
     )
 )]
 pub struct ApiDoc;

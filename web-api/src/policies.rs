@@ -234,7 +234,7 @@ fn no_policy(name: &str) -> ApiError {
 }
 
 /// Lists every policy, by name.
-#[utoipa::path(get, path = "/api/v1/policies", operation_id = "list_policies", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/policies", operation_id = "list_policies", tag = "policies", security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "All policies", body = Items<PolicySummary>),
     ))]
@@ -250,7 +250,7 @@ pub(crate) async fn list(
 
 /// Creates a policy from its document; nodes decide by it from the next
 /// snapshot on.
-#[utoipa::path(post, path = "/api/v1/policies", operation_id = "create_policy", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/policies", operation_id = "create_policy", tag = "policies", security(("bearer" = ["admin"])),
     request_body(description = "The policy document: YAML as is, or JSON with the YAML in `source`",
         content(
             (String = "application/yaml"),
@@ -278,7 +278,7 @@ pub(crate) async fn create(
 }
 
 /// The current version of a policy, with its source.
-#[utoipa::path(get, path = "/api/v1/policies/{name}", operation_id = "get_policy", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/policies/{name}", operation_id = "get_policy", tag = "policies", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Policy name")),
     responses(
         (status = 200, description = "The policy", body = PolicyView),
@@ -297,7 +297,7 @@ pub(crate) async fn show(
 
 /// Replaces a policy with a new version of its document; nodes decide by
 /// it from the next snapshot on.
-#[utoipa::path(put, path = "/api/v1/policies/{name}", operation_id = "replace_policy", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/policies/{name}", operation_id = "replace_policy", tag = "policies", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Policy name; the document must carry the same name")),
     request_body(description = "The policy document: YAML as is, or JSON with the YAML in `source`",
         content(
@@ -333,7 +333,7 @@ pub(crate) async fn replace(
 
 /// Deletes a policy, recording the deletion in its history; nodes stop
 /// applying it with the next snapshot.
-#[utoipa::path(delete, path = "/api/v1/policies/{name}", operation_id = "delete_policy", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/policies/{name}", operation_id = "delete_policy", tag = "policies", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Policy name")),
     responses(
         (status = 204, description = "Deleted"),
@@ -352,7 +352,7 @@ pub(crate) async fn remove(
 }
 
 /// A policy's whole history, oldest first, deletions included.
-#[utoipa::path(get, path = "/api/v1/policies/{name}/versions", operation_id = "list_policy_versions", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/policies/{name}/versions", operation_id = "list_policy_versions", tag = "policies", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Policy name")),
     responses(
         (status = 200, description = "Every version, oldest first", body = Items<PolicyVersionView>),
@@ -467,7 +467,7 @@ impl From<Check> for CheckAnswer {
 /// Decides a statement exactly as a node would, without running it: by
 /// every stored policy (what nodes hold), by some of them, or by an unsaved
 /// document.
-#[utoipa::path(post, path = "/api/v1/policies/check", operation_id = "check_policy", tag = "policies", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/policies/check", operation_id = "check_policy", tag = "policies", security(("bearer" = ["admin"])),
     request_body = CheckRequest,
     responses(
         (status = 200, description = "The decision", body = CheckAnswer),

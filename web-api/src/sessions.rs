@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sluice_control_plane::store::{SessionFilter, SessionRow};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{AdminOnly, Caller};
+use crate::auth::{AuditorOrAdmin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::{AppState, Page, rfc3339};
@@ -102,6 +102,34 @@ pub struct SessionQuery {
     pub identity: Option<String>,
     /// Only sessions on this target.
     pub target: Option<String>,
+    /// Only sessions of this kind of identity: `person`, `agent` or `service`.
+    pub kind: Option<String>,
+    /// Only sessions whose identity had this group.
+    pub group: Option<String>,
+    /// Only sessions started at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Only sessions started before this time (RFC 3339).
+    pub to: Option<String>,
+    /// Only sessions with a statement of this decision: `allow`, `deny` or
+    /// `approval`.
+    pub decision: Option<String>,
+    /// Only sessions with a statement containing this text (case-insensitive).
+    pub text: Option<String>,
+}
+
+/// Parses an RFC 3339 time parameter into µs since the epoch.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.timestamp_micros())
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{name} must be an RFC 3339 time such as 2026-01-31T09:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
 }
 
 /// Checks a page size against its bounds.
@@ -114,21 +142,42 @@ pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u
     }
 }
 
-/// Lists sessions, newest first, a page at a time.
-#[utoipa::path(get, path = "/api/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])),
+/// Lists sessions, newest first, a page at a time, narrowed by who, where,
+/// when, and what their statements were and how they were decided.
+#[utoipa::path(get, path = "/api/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = ["auditor", "admin"])),
     params(SessionQuery),
     responses(
         (status = 200, description = "A page of sessions", body = Page<SessionView>),
         (status = 400, description = "Bad parameter or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn list(
-    _: Caller<AdminOnly>,
+    _: Caller<AuditorOrAdmin>,
     State(s): State<AppState>,
     Query(q): Query<SessionQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
+    if let Some(k) = q.kind.as_deref()
+        && !matches!(k, "person" | "agent" | "service")
+    {
+        return Err(ApiError::BadRequest(
+            "kind must be person, agent or service".to_owned(),
+        ));
+    }
+    if let Some(d) = q.decision.as_deref()
+        && !matches!(d, "allow" | "deny" | "approval")
+    {
+        return Err(ApiError::BadRequest(
+            "decision must be allow, deny or approval".to_owned(),
+        ));
+    }
     let filter = SessionFilter {
+        started_from: time_param("from", q.from.as_deref())?,
+        started_before: time_param("to", q.to.as_deref())?,
         identity: q.identity,
         target: q.target,
+        identity_kind: q.kind,
+        group: q.group,
+        decision: q.decision,
+        text: q.text.filter(|t| !t.is_empty()),
         limit: page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
         cursor: q.cursor,
     };
@@ -140,14 +189,14 @@ pub(crate) async fn list(
 }
 
 /// One session by id.
-#[utoipa::path(get, path = "/api/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = ["auditor", "admin"])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session", body = SessionView),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn show(
-    _: Caller<AdminOnly>,
+    _: Caller<AuditorOrAdmin>,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {

@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use sluice_control_plane::store::{NewTarget, Target};
+use sluice_control_plane::secrets::{self, SecretError, Stored};
+use sluice_control_plane::store::Target;
+use sluice_control_plane::targets::{Credential, LoginSpec, TargetError, TargetSpec};
 use utoipa::ToSchema;
 
 use crate::auth::{AdminOnly, Caller};
@@ -40,15 +42,64 @@ pub struct TargetView {
     pub username: String,
     /// How the gateway secures its upstream connection.
     pub tls_mode: String,
+    /// Where `username`'s credential is: `sealed` (encrypted in the control
+    /// plane), `reference` (resolved on the node) or `none`.
+    pub credential: String,
+    /// The node-local reference (`env:NAME`, `file:PATH`), when that is the
+    /// custody; a reference names a secret, it is not one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_ref: Option<String>,
+    /// Upstream roles used for identity groups, first match wins.
+    pub logins: Vec<LoginView>,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Creation time, µs since the epoch.
     pub created_at_us: i64,
 }
 
+/// An upstream role for one identity group, without its credential.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginView {
+    /// The identity group.
+    pub group: String,
+    /// The upstream user its identities connect as.
+    pub username: String,
+    /// `sealed`, `reference` or `none`.
+    pub credential: String,
+    /// The node-local reference, when that is the custody.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_ref: Option<String>,
+}
+
+/// The custody of a stored credential, and its reference if it is one.
+fn custody(stored: &str) -> (String, Option<String>) {
+    match secrets::parse(stored) {
+        Ok(Stored::Sealed { .. }) => ("sealed".to_owned(), None),
+        Ok(Stored::Reference(r)) => ("reference".to_owned(), Some(r.to_owned())),
+        Ok(Stored::Empty) => ("none".to_owned(), None),
+        Err(_) => ("invalid".to_owned(), None),
+    }
+}
+
 impl From<Target> for TargetView {
     fn from(t: Target) -> Self {
+        let (credential, password_ref) = custody(&t.secret);
         Self {
+            credential,
+            password_ref,
+            logins: t
+                .logins
+                .iter()
+                .map(|l| {
+                    let (credential, password_ref) = custody(&l.secret);
+                    LoginView {
+                        group: l.group.clone(),
+                        username: l.username.clone(),
+                        credential,
+                        password_ref,
+                    }
+                })
+                .collect(),
             created_at: rfc3339(t.created_at),
             created_at_us: t.created_at,
             id: t.id,
@@ -83,14 +134,77 @@ pub struct CreateTarget {
     pub database: String,
     /// The gateway's upstream user.
     pub username: String,
-    /// The gateway's upstream password; stored, handed to nodes, never returned.
+    /// The gateway's upstream password: sealed in the control plane,
+    /// handed to a node only for a session, never returned.
     #[serde(default)]
     #[schema(write_only, format = Password)]
-    pub password: String,
+    pub password: Option<String>,
+    /// Instead of `password`: `env:NAME` or `file:/path`, resolved on each
+    /// node, so the control plane never holds the secret.
+    #[serde(default)]
+    pub password_ref: Option<String>,
     /// `disable`, `prefer`, `require` or `verify-full`.
     #[serde(default = "default_tls_mode")]
     #[schema(default = "prefer")]
     pub tls_mode: String,
+    /// Upstream roles for identity groups, first match wins, so an agent's
+    /// statements can run under a least-privileged role.
+    #[serde(default)]
+    pub logins: Vec<CreateLogin>,
+}
+
+/// An upstream role for one identity group.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLogin {
+    /// The identity group.
+    pub group: String,
+    /// The upstream user.
+    pub username: String,
+    /// Its password (write-only), or:
+    #[serde(default)]
+    #[schema(write_only, format = Password)]
+    pub password: Option<String>,
+    /// a node-local reference.
+    #[serde(default)]
+    pub password_ref: Option<String>,
+}
+
+/// One credential from a password and a reference, at most one given.
+fn credential(
+    field: &str,
+    password: Option<String>,
+    reference: Option<String>,
+) -> Result<Credential, ApiError> {
+    match (password, reference) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "{field}: give password or password_ref, not both"
+        ))),
+        // The Postgres wire protocol ends strings with NUL.
+        (Some(p), None) if p.contains('\0') => Err(ApiError::BadRequest(format!(
+            "{field}: password must not contain NUL"
+        ))),
+        (Some(p), None) if p.is_empty() => Ok(Credential::None),
+        (Some(p), None) => Ok(Credential::Password(p)),
+        (None, Some(r)) => {
+            secrets::reference(&r).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
+            Ok(Credential::Reference(r))
+        }
+        (None, None) => Ok(Credential::None),
+    }
+}
+
+impl From<TargetError> for ApiError {
+    fn from(e: TargetError) -> Self {
+        match e {
+            TargetError::Secret(e @ (SecretError::NoKey | SecretError::BadReference)) => {
+                Self::BadRequest(e.to_string())
+            }
+            TargetError::Store(e) => e.into(),
+            TargetError::NotFound(t) => Self::NotFound(format!("no target named {t:?}")),
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }
 
 fn default_kind() -> String {
@@ -105,7 +219,7 @@ const TLS_MODES: [&str; 4] = ["disable", "prefer", "require", "verify-full"];
 
 impl CreateTarget {
     /// Checks every field, naming the first bad one.
-    fn validate(self) -> Result<NewTarget, ApiError> {
+    fn validate(self) -> Result<TargetSpec, ApiError> {
         let bad = |msg: String| Err(ApiError::BadRequest(msg));
         let name_ok = (1..=63).contains(&self.name.len())
             && self
@@ -141,25 +255,40 @@ impl CreateTarget {
                 ));
             }
         }
-        // The Postgres wire protocol ends strings with NUL.
-        if self.password.contains('\0') {
-            return bad("password must not contain NUL".to_owned());
+        let mut logins = Vec::with_capacity(self.logins.len());
+        for (i, l) in self.logins.into_iter().enumerate() {
+            let field = format!("logins[{i}]");
+            let ok = |v: &str| {
+                (1..=63).contains(&v.len())
+                    && !v.chars().any(|c| c.is_control() || c.is_whitespace())
+            };
+            if !ok(&l.group) || !ok(&l.username) {
+                return bad(format!(
+                    "{field}: group and username must be 1 to 63 bytes without spaces or control characters"
+                ));
+            }
+            logins.push(LoginSpec {
+                credential: credential(&field, l.password, l.password_ref)?,
+                group: l.group,
+                username: l.username,
+            });
         }
-        Ok(NewTarget {
+        Ok(TargetSpec {
+            credential: credential("target", self.password, self.password_ref)?,
             name: self.name,
             kind: self.kind,
             host: self.host,
             port,
             database: self.database,
             username: self.username,
-            password: self.password,
             tls_mode: self.tls_mode,
+            logins,
         })
     }
 }
 
 /// Lists every target, by name.
-#[utoipa::path(get, path = "/api/v1/targets", operation_id = "list_targets", tag = "targets", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/targets", operation_id = "list_targets", tag = "targets", security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "All targets", body = Items<TargetView>),
     ))]
@@ -174,7 +303,7 @@ pub(crate) async fn list(
 }
 
 /// Registers a target; nodes learn of it with the next snapshot.
-#[utoipa::path(post, path = "/api/v1/targets", operation_id = "create_target", tag = "targets", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/targets", operation_id = "create_target", tag = "targets", security(("bearer" = ["admin"])),
     request_body = CreateTarget,
     responses(
         (status = 201, description = "Created", body = TargetView),
@@ -192,7 +321,7 @@ pub(crate) async fn create(
 }
 
 /// One target by name.
-#[utoipa::path(get, path = "/api/v1/targets/{name}", operation_id = "get_target", tag = "targets", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/targets/{name}", operation_id = "get_target", tag = "targets", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Target name")),
     responses(
         (status = 200, description = "The target", body = TargetView),
@@ -210,7 +339,7 @@ pub(crate) async fn show(
 }
 
 /// Removes a target; nodes stop serving it with the next snapshot.
-#[utoipa::path(delete, path = "/api/v1/targets/{name}", operation_id = "delete_target", tag = "targets", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/targets/{name}", operation_id = "delete_target", tag = "targets", security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Target name")),
     responses(
         (status = 204, description = "Deleted"),

@@ -3,6 +3,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Page, Store, StoreError, with_pool};
+use crate::audit::chain::{self, Head};
 
 /// What a session event records. Serialised as the event's JSON payload, so
 /// the API and exports show exactly what was stored.
@@ -76,6 +77,27 @@ pub enum EventKind {
         /// Bytes received from the client.
         bytes_from_client: u64,
     },
+    /// A client refused before its session began; recorded as a session of
+    /// this one event.
+    AuthFailure {
+        /// From where.
+        client_addr: String,
+        /// The user name it sent (unverified).
+        user: String,
+        /// The target it asked for.
+        target: String,
+        /// Why it was refused.
+        reason: String,
+        /// The issuer its token claimed (unverified), if any.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        claimed_issuer: String,
+        /// Wire protocol.
+        protocol: String,
+        /// Over TLS?
+        tls: bool,
+        /// The node that refused it.
+        node_id: String,
+    },
 }
 
 impl EventKind {
@@ -85,6 +107,7 @@ impl EventKind {
             Self::SessionStart { .. } => "session_start",
             Self::Statement { .. } => "statement",
             Self::SessionEnd { .. } => "session_end",
+            Self::AuthFailure { .. } => "auth_failure",
         }
     }
 }
@@ -105,30 +128,50 @@ pub struct StoredEvent {
 
 type Row = (String, i64, i64, String);
 
-/// Events per multi-row INSERT (7 parameters each, well under both stores'
+/// Events per multi-row INSERT (10 parameters each, well under both stores'
 /// parameter limits).
 pub const INSERT_CHUNK: usize = 500;
 
+/// Parameters per inserted event.
+const PARAMS: usize = 10;
+
+/// Sessions per lock, head or count statement.
+const SESSION_CHUNK: usize = 1000;
+
+/// `($1), ($2), ...` (or `($1, $2), ($3, $4), ...` for `width` 2): a VALUES
+/// list of `rows` rows with numbered parameters, which both stores accept.
+fn values_list(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING` for
-/// `rows` events; the rows returned are the ones that were new.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(120 + rows * 40);
-    sql.push_str("INSERT INTO session_events (session_id, seq, at, kind, statement, decision, payload) VALUES ");
+/// `rows` events; the rows returned are the ones that were new. Postgres
+/// numbers its parameters (`$n`); SQLite gets anonymous `?` ones, because it
+/// looks a named or numbered parameter up by a linear scan, which made a
+/// large batch quadratic.
+fn insert_sql(rows: usize, numbered: bool) -> String {
+    let mut sql = String::with_capacity(160 + rows * 50);
+    sql.push_str(
+        "INSERT INTO session_events (session_id, seq, at, kind, statement, decision, payload, \
+         schema_version, prev_hash, hash) VALUES ",
+    );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
-        let b = r * 7;
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7
-        ));
+        if numbered {
+            let b = r * PARAMS;
+            let params: Vec<String> = (b + 1..=b + PARAMS).map(|n| format!("${n}")).collect();
+            sql.push_str(&format!("({})", params.join(", ")));
+        } else {
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
     }
     sql.push_str(" ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq");
     sql
@@ -145,36 +188,100 @@ fn from_row(r: Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
-fn seq_i64(seq: u64) -> i64 {
+pub(crate) fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+fn encode_error(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::Encode(Box::new(e)))
+}
+
 impl Store {
-    /// Appends events in one transaction, creating and closing session rows
-    /// as start and end events arrive. Events already stored (same session and
-    /// sequence number) are skipped, so a node may resend safely. Rows go in
-    /// as multi-row INSERTs: one round trip per [`INSERT_CHUNK`] events.
+    /// Appends events in one transaction, chaining each session's new events
+    /// onto its stored head (see [`crate::audit::chain`]), and creating and
+    /// closing session rows as start and end events arrive. Events at or
+    /// below a session's head are skipped, so a node may resend safely.
+    /// Sessions are locked for the transaction (an advisory lock in
+    /// Postgres, the write lock in SQLite), so two replicas never fork a
+    /// chain. Rows go in as multi-row INSERTs: one round trip per
+    /// [`INSERT_CHUNK`] events.
     pub async fn append_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let payloads = events
-            .iter()
-            .map(|e| {
-                serde_json::to_string(&e.kind)
-                    .map_err(|err| StoreError::Database(sqlx::Error::Encode(Box::new(err))))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sessions: Vec<&str> = events.iter().map(|e| e.session_id.as_str()).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        let postgres = matches!(self.pool, super::Pool::Postgres(_));
+        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
         with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_with(begin).await?;
+            let mut heads: HashMap<String, Head> = HashMap::new();
+            let mut found: Vec<(String, i64, Option<String>)> = Vec::new();
+            if postgres {
+                // Two round trips per chunk of sessions: lock them (in key
+                // order), then read each one's head by an index probe.
+                for chunk in sessions.chunks(SESSION_CHUNK) {
+                    let values = values_list(chunk.len(), 1);
+                    let lock = format!(
+                        "SELECT pg_advisory_xact_lock(k)::text FROM (SELECT DISTINCT \
+                         hashtextextended(id, 0) AS k FROM (VALUES {values}) AS s(id)) t ORDER BY k"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(lock));
+                    for session in chunk {
+                        q = q.bind(*session);
+                    }
+                    q.execute(&mut *tx).await?;
+                    let read = format!(
+                        "SELECT s.id, h.seq, h.hash FROM (VALUES {values}) AS s(id) CROSS JOIN LATERAL \
+                         (SELECT seq, hash FROM session_events WHERE session_id = s.id \
+                          ORDER BY seq DESC LIMIT 1) h"
+                    );
+                    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(read));
+                    for session in chunk {
+                        q = q.bind(*session);
+                    }
+                    found.extend(q.fetch_all(&mut *tx).await?);
+                }
+            } else {
+                // SQLite: the write lock is already held; probes are local.
+                for session in &sessions {
+                    let head: Option<(i64, Option<String>)> = sqlx::query_as(
+                        "SELECT seq, hash FROM session_events WHERE session_id = $1 ORDER BY seq DESC LIMIT 1",
+                    )
+                    .bind(*session)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    found.extend(head.map(|(seq, hash)| ((*session).to_owned(), seq, hash)));
+                }
+            }
+            for (session, seq, hash) in found {
+                // Events stored before the chain existed: start a chain
+                // after them (verification reports them as unchained).
+                let hash = hash.unwrap_or_else(|| chain::GENESIS.to_owned());
+                let seq = u64::try_from(seq).unwrap_or(0);
+                heads.insert(
+                    session.clone(),
+                    Head {
+                        session_id: session,
+                        seq,
+                        hash,
+                    },
+                );
+            }
+            let linked = chain::link(&heads, events).map_err(encode_error)?;
+            if !linked.skipped.is_empty() {
+                // Resends of stored events, or (rarely) events arriving after
+                // a later one of their session: those stay gaps.
+                metrics::counter!("sluice_cp_audit_events_skipped_total")
+                    .increment(linked.skipped.len() as u64);
+            }
             let mut inserted: HashSet<(String, i64)> = HashSet::new();
-            for (chunk, payloads) in events
-                .chunks(INSERT_CHUNK)
-                .zip(payloads.chunks(INSERT_CHUNK))
-            {
-                let sql = insert_sql(chunk.len());
+            for chunk in linked.chained.chunks(INSERT_CHUNK) {
+                let sql = insert_sql(chunk.len(), postgres);
                 let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
-                for (e, payload) in chunk.iter().zip(payloads) {
+                for c in chunk {
+                    let e = &c.event;
                     let (statement, decision) = match &e.kind {
                         EventKind::Statement { text, decision, .. } => {
                             (Some(text.as_str()), Some(decision.as_str()))
@@ -188,15 +295,21 @@ impl Store {
                         .bind(e.kind.name())
                         .bind(statement)
                         .bind(decision)
-                        .bind(payload);
+                        .bind(&c.payload)
+                        .bind(chain::SCHEMA_VERSION as i64)
+                        .bind(&c.prev_hash)
+                        .bind(&c.hash);
                 }
                 inserted.extend(q.fetch_all(&mut *tx).await?);
             }
+            let new: Vec<&StoredEvent> = linked
+                .chained
+                .iter()
+                .map(|c| &c.event)
+                .filter(|e| inserted.contains(&(e.session_id.clone(), seq_i64(e.seq))))
+                .collect();
             let mut statements: HashMap<&str, i64> = HashMap::new();
-            for e in events {
-                if !inserted.contains(&(e.session_id.clone(), seq_i64(e.seq))) {
-                    continue;
-                }
+            for e in &new {
                 match &e.kind {
                     EventKind::SessionStart {
                         identity,
@@ -234,19 +347,51 @@ impl Store {
                         *statements.entry(e.session_id.as_str()).or_default() += 1
                     }
                     EventKind::SessionEnd { .. } => {}
+                    EventKind::AuthFailure {
+                        client_addr,
+                        user,
+                        target,
+                        reason,
+                        protocol,
+                        tls,
+                        node_id,
+                        ..
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO sessions (id, node_id, identity, identity_kind, groups, target, client_addr, tls, \
+                             protocol, application_name, token_id, started_at, ended_at, end_reason) \
+                             VALUES ($1, $2, $3, 'unauthenticated', '[]', $4, $5, $6, $7, '', '', $8, $8, $9) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(&e.session_id)
+                        .bind(node_id)
+                        .bind(user)
+                        .bind(target)
+                        .bind(client_addr)
+                        .bind(*tls)
+                        .bind(protocol)
+                        .bind(e.at)
+                        .bind(format!("auth_failed: {reason}"))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
             }
-            for (session, n) in &statements {
-                sqlx::query("UPDATE sessions SET statements = statements + $2 WHERE id = $1")
-                    .bind(*session)
-                    .bind(*n)
-                    .execute(&mut *tx)
-                    .await?;
+            let counts: Vec<(&str, i64)> = statements.into_iter().collect();
+            for chunk in counts.chunks(SESSION_CHUNK) {
+                let sql = format!(
+                    "WITH v(id, n) AS (VALUES {}) UPDATE sessions \
+                     SET statements = statements + (SELECT v.n FROM v WHERE v.id = sessions.id) \
+                     WHERE id IN (SELECT v.id FROM v)",
+                    values_list(chunk.len(), 2)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (session, n) in chunk {
+                    q = q.bind(*session).bind(*n);
+                }
+                q.execute(&mut *tx).await?;
             }
-            for e in events {
-                if let EventKind::SessionEnd { reason, .. } = &e.kind
-                    && inserted.contains(&(e.session_id.clone(), seq_i64(e.seq)))
-                {
+            for e in &new {
+                if let EventKind::SessionEnd { reason, .. } = &e.kind {
                     sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1")
                         .bind(&e.session_id)
                         .bind(e.at)
@@ -290,5 +435,24 @@ impl Store {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::insert_sql;
+
+    #[test]
+    fn values_lists_number_their_parameters() {
+        assert_eq!(super::values_list(2, 1), "($1), ($2)");
+        assert_eq!(super::values_list(2, 2), "($1, $2), ($3, $4)");
+    }
+
+    #[test]
+    fn placeholders_suit_each_store() {
+        assert!(insert_sql(2, true).contains("($11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"));
+        let sqlite = insert_sql(2, false);
+        assert!(!sqlite.contains('$'));
+        assert_eq!(sqlite.matches('?').count(), 20);
     }
 }

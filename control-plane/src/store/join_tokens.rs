@@ -1,5 +1,4 @@
-use sha2::{Digest as _, Sha256};
-
+use super::secret::{generate, hash};
 use super::{Store, StoreError, now_us, with_pool};
 
 /// A credential a node presents to join the control plane. Only its SHA-256
@@ -28,10 +27,6 @@ pub struct NewJoinToken {
 /// The prefix of join tokens, so leaked ones are easy to spot and scan for.
 pub const JOIN_TOKEN_PREFIX: &str = "sjt_";
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 type Row = (String, String, i64, Option<i64>);
 
 fn from_row(r: Row) -> JoinToken {
@@ -46,10 +41,7 @@ fn from_row(r: Row) -> JoinToken {
 impl Store {
     /// Creates a join token with a fresh random secret.
     pub async fn create_join_token(&self, name: &str) -> Result<NewJoinToken, StoreError> {
-        use rand::RngCore as _;
-        let mut secret = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let token = format!("{JOIN_TOKEN_PREFIX}{}", hex::encode(secret));
+        let token = generate(JOIN_TOKEN_PREFIX);
         let record = self.insert_join_token(name, &token).await?;
         Ok(NewJoinToken { record, token })
     }

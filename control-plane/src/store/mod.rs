@@ -3,12 +3,17 @@
 //! microseconds, and placeholders are `$n`, which SQLite accepts too. A
 //! conformance suite (`tests/store_conformance.rs`) runs against both.
 
+mod api_keys;
+mod audit;
 mod events;
 mod join_tokens;
 mod nodes;
 mod policies;
+mod secret;
+mod service_accounts;
 mod sessions;
 mod targets;
+mod tokens;
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -18,12 +23,19 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use api_keys::{API_KEY_PREFIX, ApiKey, CreatedApiKey};
+pub use audit::EventRecord;
 pub use events::{EventKind, StoredEvent};
 pub use join_tokens::{JoinToken, NewJoinToken};
 pub use nodes::Node;
 pub use policies::{PolicyVersion, PutMode, StoredPolicy};
+pub use service_accounts::{
+    CLIENT_ID_PREFIX, CLIENT_SECRET_PREFIX, CreatedServiceAccount, NewServiceAccount,
+    ServiceAccount,
+};
 pub use sessions::{SessionFilter, SessionRow};
-pub use targets::{NewTarget, Target};
+pub use targets::{NewTarget, Target, TargetLogin};
+pub use tokens::IssuedTokenRecord;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

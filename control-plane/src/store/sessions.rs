@@ -42,6 +42,20 @@ pub struct SessionFilter {
     pub identity: Option<String>,
     /// Only this target.
     pub target: Option<String>,
+    /// Only this kind of identity (`person`, `agent`, `service`).
+    pub identity_kind: Option<String>,
+    /// Only sessions whose identity had this group.
+    pub group: Option<String>,
+    /// Only sessions started at or after this time, µs.
+    pub started_from: Option<i64>,
+    /// Only sessions started before this time, µs.
+    pub started_before: Option<i64>,
+    /// Only sessions with a statement of this decision (`allow`, `deny`,
+    /// `approval`).
+    pub decision: Option<String>,
+    /// Only sessions with a statement containing this text
+    /// (case-insensitive).
+    pub text: Option<String>,
     /// Page size (1..=500).
     pub limit: u32,
     /// Resume after this cursor.
@@ -93,8 +107,24 @@ fn from_row(r: Row) -> SessionRow {
     }
 }
 
+/// A LIKE pattern matching values that contain `needle` literally: `%`,
+/// `_` and the escape character itself are escaped (with `\`).
+fn contains_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 impl Store {
-    /// Sessions, newest first.
+    /// Sessions, newest first, narrowed by `filter`. Statement filters
+    /// (decision, text) look into the session's events.
     pub async fn list_sessions(
         &self,
         filter: &SessionFilter,
@@ -111,14 +141,32 @@ impl Store {
             " FROM sessions \
              WHERE (started_at < $1 OR (started_at = $1 AND id < $2)) \
                AND ($3 IS NULL OR identity = $3) AND ($4 IS NULL OR target = $4) \
+               AND ($6 IS NULL OR identity_kind = $6) \
+               AND ($7 IS NULL OR groups LIKE $7 ESCAPE '\\') \
+               AND ($8 IS NULL OR started_at >= $8) AND ($9 IS NULL OR started_at < $9) \
+               AND ($10 IS NULL AND $11 IS NULL OR EXISTS (SELECT 1 FROM session_events e \
+                    WHERE e.session_id = sessions.id AND e.kind = 'statement' \
+                      AND ($10 IS NULL OR e.decision = $10) \
+                      AND ($11 IS NULL OR LOWER(e.statement) LIKE LOWER($11) ESCAPE '\\'))) \
              ORDER BY started_at DESC, id DESC LIMIT $5"
         );
+        let group = filter
+            .group
+            .as_deref()
+            .map(|g| contains_pattern(&serde_json::to_string(g).unwrap_or_default()));
+        let text = filter.text.as_deref().map(contains_pattern);
         let rows: Vec<Row> = with_pool!(self, |p| sqlx::query_as(sql)
             .bind(at)
             .bind(&id)
             .bind(filter.identity.as_deref())
             .bind(filter.target.as_deref())
             .bind(i64::from(limit) + 1)
+            .bind(filter.identity_kind.as_deref())
+            .bind(group.as_deref())
+            .bind(filter.started_from)
+            .bind(filter.started_before)
+            .bind(filter.decision.as_deref())
+            .bind(text.as_deref())
             .fetch_all(p)
             .await)?;
         let mut items: Vec<_> = rows.into_iter().map(from_row).collect();
@@ -139,5 +187,15 @@ impl Store {
             .fetch_optional(p)
             .await)?;
         Ok(row.map(from_row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_patterns_match_text_literally() {
+        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
     }
 }

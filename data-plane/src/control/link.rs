@@ -46,6 +46,24 @@ const MAX_BATCH: usize = 1024;
 /// How long a batch waits for more events once it has one.
 const BATCH_LINGER: Duration = Duration::from_millis(2);
 
+/// How to reach the control plane: its URL, TLS trust and keepalives.
+pub(crate) fn endpoint(config: &DataPlaneConfig) -> Result<Endpoint, LinkError> {
+    let mut endpoint = Endpoint::from_shared(config.control_plane_url.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10));
+    if config.control_plane_url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &config.control_plane_ca {
+            let pem = std::fs::read(ca).map_err(LinkError::Ca)?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint)
+}
+
 /// Drives the link until shutdown.
 pub struct ControlLink {
     config: Arc<DataPlaneConfig>,
@@ -109,21 +127,7 @@ impl ControlLink {
     }
 
     async fn channel(&self) -> Result<Channel, LinkError> {
-        let url = self.config.control_plane_url.clone();
-        let mut endpoint = Endpoint::from_shared(url)?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .http2_keep_alive_interval(Duration::from_secs(15))
-            .keep_alive_timeout(Duration::from_secs(10));
-        if self.config.control_plane_url.starts_with("https://") {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(ca) = &self.config.control_plane_ca {
-                let pem = std::fs::read(ca).map_err(LinkError::Ca)?;
-                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            }
-            endpoint = endpoint.tls_config(tls)?;
-        }
-        Ok(endpoint.connect().await?)
+        Ok(endpoint(&self.config)?.connect().await?)
     }
 
     async fn attach_once(&mut self) -> Result<(), LinkError> {
@@ -243,7 +247,11 @@ impl ControlLink {
 
     fn handle(&mut self, msg: v1::ControlMessage) {
         match msg.kind {
-            Some(In::Snapshot(s)) => self.snapshot.install(NodeSnapshot::from_proto(s)),
+            Some(In::Snapshot(s)) => {
+                let snap = NodeSnapshot::from_proto(s);
+                self.sessions.kill_revoked(&snap.revoked_token_ids);
+                self.snapshot.install(snap);
+            }
             Some(In::AuditAck(a)) => self.pending.ack(&a.session_id, a.seq),
             Some(In::HeartbeatAck(_)) | None => {}
             Some(In::KillSession(k)) => self.sessions.kill(&k.session_id, &k.reason),

@@ -2,5 +2,7 @@
 //! the audit events it owes, and the stream that carries both.
 
 pub mod audit;
+pub mod credentials;
 pub mod link;
+pub mod oidc;
 pub mod snapshot;

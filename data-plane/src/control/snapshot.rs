@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use sluice_identity::Verifier;
+use sluice_identity::oidc::OidcIssuerConfig;
+use sluice_identity::{IssuerRegistry, TrustStore, Verifier};
 use sluice_policy::{Policy, PolicySet};
 use sluice_proto::v1;
 
@@ -35,9 +36,26 @@ pub struct NodeSnapshot {
     /// Validates access tokens; `None` if the snapshot's key set was unusable
     /// (then every token is refused).
     pub verifier: Option<Verifier>,
+    /// External OpenID Connect issuers whose tokens are accepted too.
+    pub external: Vec<OidcIssuerConfig>,
+    /// Every trusted issuer behind one call; built when the snapshot is
+    /// installed, so external issuers keep their fetched keys across
+    /// snapshots.
+    pub trust: TrustStore,
     /// The policies; an error if any failed to compile (then every statement
     /// is refused, since a rule of the broken policy might have forbidden it).
     pub policies: Result<PolicySet, String>,
+    /// Ids of revoked, unexpired tokens, sorted.
+    pub revoked_token_ids: Vec<String>,
+}
+
+impl NodeSnapshot {
+    /// Whether the token with this id has been revoked.
+    pub fn is_revoked(&self, token_id: &str) -> bool {
+        self.revoked_token_ids
+            .binary_search_by(|id| id.as_str().cmp(token_id))
+            .is_ok()
+    }
 }
 
 impl NodeSnapshot {
@@ -48,6 +66,16 @@ impl NodeSnapshot {
                 .map_err(|e| tracing::error!(error = %e, "snapshot carries an unusable key set; refusing all tokens"))
                 .ok()
         });
+        let external = s
+            .token_trust
+            .iter()
+            .flat_map(|t| &t.external_issuers)
+            .filter_map(|p| {
+                super::oidc::from_proto(p)
+                    .map_err(|e| tracing::error!(error = %e, "snapshot carries an unusable external issuer; refusing its tokens"))
+                    .ok()
+            })
+            .collect();
         let policies = s
             .policies
             .iter()
@@ -55,6 +83,8 @@ impl NodeSnapshot {
             .collect::<Result<Vec<_>, _>>()
             .map(PolicySet::new)
             .inspect_err(|e| tracing::error!(error = %e, "snapshot carries a policy that does not compile; refusing all statements"));
+        let mut revoked_token_ids = s.revoked_token_ids;
+        revoked_token_ids.sort_unstable();
         let targets = s
             .targets
             .into_iter()
@@ -63,8 +93,11 @@ impl NodeSnapshot {
         Self {
             version: s.version,
             targets,
+            trust: TrustStore::new(verifier.clone(), Vec::new()),
             verifier,
+            external,
             policies,
+            revoked_token_ids,
         }
     }
 }
@@ -89,6 +122,7 @@ pub struct SnapshotCell {
     current: ArcSwapOption<NodeSnapshot>,
     last_contact_ms: AtomicI64,
     max_age: Duration,
+    issuers: IssuerRegistry,
 }
 
 impl SnapshotCell {
@@ -98,11 +132,12 @@ impl SnapshotCell {
             current: ArcSwapOption::empty(),
             last_contact_ms: AtomicI64::new(0),
             max_age,
+            issuers: IssuerRegistry::default(),
         }
     }
 
     /// Installs a newer snapshot; older or equal versions are ignored.
-    pub fn install(&self, snap: NodeSnapshot) {
+    pub fn install(&self, mut snap: NodeSnapshot) {
         if self
             .current
             .load()
@@ -111,6 +146,7 @@ impl SnapshotCell {
         {
             return;
         }
+        snap.trust = TrustStore::new(snap.verifier.clone(), self.issuers.resolve(&snap.external));
         tracing::info!(
             version = snap.version,
             targets = snap.targets.len(),

@@ -49,6 +49,8 @@ impl Api {
             "issuer_url": "http://127.0.0.1",
             "signing_key_file": dir.path().join("signing.pem"),
             "generate_signing_key": true,
+            "secrets_key_file": dir.path().join("secrets.key"),
+            "generate_secrets_key": true,
         }))
         .unwrap();
         let shutdown = Shutdown::new();

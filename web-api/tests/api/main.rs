@@ -4,12 +4,15 @@
 // Helpers outside #[test] functions panic on failure too; that is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod auth;
 mod common;
 mod errors;
+mod identities;
 mod join_tokens;
 mod nodes;
 mod openapi;
 mod policies;
+mod roles;
 mod sessions;
 mod targets;

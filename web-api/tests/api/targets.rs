@@ -39,9 +39,25 @@ async fn lifecycle(api: &Api) {
     assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(created["created_at_us"].as_i64().unwrap() > 0);
 
-    // The target really reached the store with its password.
+    // The target reached the store with its password sealed, and only the
+    // control plane's key opens it again.
     let stored = api.cp.store.get_target("orders").await.unwrap().unwrap();
-    assert_eq!(stored.password, PASSWORD);
+    assert!(stored.secret.starts_with("v1:"), "{}", stored.secret);
+    assert!(!stored.secret.contains(PASSWORD));
+    let identity = sluice_identity::Identity {
+        name: "a".into(),
+        kind: sluice_identity::PrincipalKind::Agent,
+        groups: vec![],
+        roles: vec![],
+        token_id: "t".into(),
+        expires_at: u64::MAX,
+    };
+    let (user, password) = api.cp.open_credential("orders", &identity).await.unwrap();
+    assert_eq!((user.as_str(), password.as_str()), ("sluice", PASSWORD));
+    assert_eq!(created["credential"], "sealed");
+    // Nodes get to know that it is sealed, never what it is.
+    let snapshot = format!("{:?}", api.cp.current_snapshot());
+    assert!(!snapshot.contains(PASSWORD));
 
     let resp = api
         .req(Method::GET, "/api/v1/targets/orders")
@@ -221,4 +237,60 @@ async fn the_password_is_not_echoed_even_on_error() {
     .await;
     assert_eq!(status, 400);
     assert!(!body.to_string().contains(PASSWORD), "{body}");
+}
+
+#[tokio::test]
+async fn references_and_group_logins_are_stored_and_shown_without_secrets() {
+    let api = Api::sqlite().await;
+    let (status, created) = api
+        .post(
+            "/api/v1/targets",
+            &json!({
+                "name": "billing", "host": "db", "port": 5432, "database": "billing",
+                "username": "gateway", "password_ref": "env:BILLING_PG_PASSWORD",
+                "logins": [
+                    {"group": "agents", "username": "agent_ro", "password": PASSWORD},
+                    {"group": "oncall", "username": "oncall_rw", "password_ref": "file:/run/secrets/oncall"},
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["credential"], "reference");
+    assert_eq!(created["password_ref"], "env:BILLING_PG_PASSWORD");
+    assert_eq!(created["logins"][0]["username"], "agent_ro");
+    assert_eq!(created["logins"][0]["credential"], "sealed");
+    assert_eq!(
+        created["logins"][1]["password_ref"],
+        "file:/run/secrets/oncall"
+    );
+    assert!(!created.to_string().contains(PASSWORD));
+    let (_, shown) = api.get("/api/v1/targets/billing").await;
+    assert_eq!(shown, created);
+
+    // The snapshot tells nodes where each credential is, never a secret.
+    let snap = api.cp.current_snapshot();
+    let t = snap.targets.iter().find(|t| t.name == "billing").unwrap();
+    assert_eq!(t.credential, "env:BILLING_PG_PASSWORD");
+    assert_eq!(t.logins[0].credential, "sealed");
+    assert!(
+        t.password.is_empty()
+            && t.logins
+                .iter()
+                .all(|l| !format!("{l:?}").contains(PASSWORD))
+    );
+
+    for bad in [
+        json!({"name": "x", "host": "h", "port": 1, "database": "d", "username": "u", "password": "p", "password_ref": "env:P"}),
+        json!({"name": "x", "host": "h", "port": 1, "database": "d", "username": "u", "password_ref": "vault:p"}),
+        json!({"name": "x", "host": "h", "port": 1, "database": "d", "username": "u", "logins": [{"group": "", "username": "u"}]}),
+    ] {
+        let resp = api
+            .req(Method::POST, "/api/v1/targets")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400).await;
+    }
 }

@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_common::Shutdown;
+use sluice_identity::{Identity, TrustStore};
 use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
 use tokio::io::AsyncWriteExt as _;
@@ -12,10 +14,11 @@ use tokio::net::TcpStream;
 
 use super::handshake::{Handshake, HandshakeConfig, Hello, handshake};
 use crate::control::audit::AuditSink;
-use crate::control::snapshot::SnapshotCell;
+use crate::control::credentials::CredentialSource;
+use crate::control::snapshot::{NodeSnapshot, SnapshotCell};
 use crate::pg::codec::backend;
 use crate::pg::error::{ClientError, sqlstate};
-use crate::pg::relay::session::Limits;
+use crate::pg::relay::session::{Limits, OnExpiry};
 use crate::pg::relay::{Pids, SessionCtx, relay};
 use crate::pg::upstream::cancel;
 use crate::pg::upstream::connect::{self, UpstreamLimits};
@@ -35,6 +38,8 @@ pub struct Shared {
     pub audit: AuditSink,
     /// Live sessions.
     pub sessions: Arc<Sessions>,
+    /// Upstream credentials held by the control plane.
+    pub credentials: CredentialSource,
     /// Node shutdown.
     pub shutdown: Shutdown,
 }
@@ -75,20 +80,16 @@ async fn open_session(
         .snapshot
         .usable()
         .map_err(|e| ClientError::fatal(sqlstate::CONNECTION_REJECTED, e.to_string()))?;
-    let Some(verifier) = &snapshot.verifier else {
-        return Err(ClientError::fatal(
-            sqlstate::INVALID_PASSWORD,
-            "authentication failed: the gateway has no trusted token keys",
-        ));
+    let identity = match authenticate(&snapshot.trust, &hello.token, peer)
+        .await
+        .and_then(|id| not_revoked(&snapshot, id))
+    {
+        Ok(id) => id,
+        Err(e) => {
+            record_auth_failure(shared, peer, hello, &e);
+            return Err(e);
+        }
     };
-    let identity = verifier.verify(&hello.token).map_err(|e| {
-        metrics::counter!("sluice_pg_auth_failures_total").increment(1);
-        ClientError::fatal(
-            sqlstate::INVALID_PASSWORD,
-            format!("authentication failed: {e}"),
-        )
-        .with_hint("connect with a valid Sluice access token as the password")
-    })?;
     let span = tracing::Span::current();
     span.record("identity", identity.name.as_str());
     span.record("target", hello.database.as_str());
@@ -102,18 +103,36 @@ async fn open_session(
         )
         .with_hint("the database name in the connection string selects the target"));
     };
-    let upstream = connect::connect(&target.0, &hello.forward, shared.upstream)
+    let ctx = SessionCtx::new(
+        identity,
+        hello.database.clone(),
+        shared.limits,
+        shared.audit.clone(),
+        shared.snapshot.clone(),
+    );
+    span.record("session_id", ctx.session_id.as_str());
+    let unavailable = || {
+        ClientError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("target \"{}\" is unavailable", hello.database),
+        )
+        .with_hint("the gateway could not connect to it; try again later or ask an administrator")
+    };
+    let login = shared
+        .credentials
+        .for_session(&target.0, &ctx.identity, &hello.token, &ctx.session_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no upstream credential for the session");
+            unavailable()
+        })?;
+    let upstream = connect::connect(&login, &hello.forward, shared.upstream)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot reach target");
-            ClientError::fatal(
-                sqlstate::CONNECTION_FAILURE,
-                format!("target \"{}\" is unavailable", hello.database),
-            )
-            .with_hint(
-                "the gateway could not connect to it; try again later or ask an administrator",
-            )
+            unavailable()
         })?;
+    drop(login);
     // The gateway splits statements as the server does only if backslashes
     // in ordinary strings are ordinary characters. A target configured
     // otherwise could read a statement differently: refuse it.
@@ -132,14 +151,6 @@ async fn open_session(
         )
         .with_hint("an administrator must set standard_conforming_strings = on for the target"));
     }
-    let ctx = SessionCtx::new(
-        identity,
-        hello.database.clone(),
-        shared.limits,
-        shared.audit.clone(),
-        shared.snapshot.clone(),
-    );
-    span.record("session_id", ctx.session_id.as_str());
     let is_tls = hello.reader.get_mut().is_tls();
     ctx.emit(Payload::SessionStart(v1::SessionStart {
         identity: ctx.identity.name.clone(),
@@ -166,7 +177,15 @@ async fn open_session(
         pid: upstream.pid,
         secret: upstream.secret.clone(),
     });
-    let kill = shared.sessions.open(&ctx.session_id, &shared.shutdown);
+    let kill = shared
+        .sessions
+        .open(&ctx.session_id, &ctx.identity.token_id, &shared.shutdown);
+    let expiry = tokio::spawn(end_at_expiry(
+        shared.sessions.clone(),
+        ctx.session_id.clone(),
+        ctx.identity.expires_at,
+        shared.limits.on_expiry,
+    ));
     let mut greeting = Vec::with_capacity(512);
     greeting.extend_from_slice(&backend::auth_ok().raw);
     for (k, v) in &upstream.params {
@@ -199,10 +218,105 @@ async fn open_session(
         };
         let end = relay(client, upstream.reader, &ctx, &kill, pids).await;
         tracing::info!(reason = %end, "session ended");
-        let _ = ctx.emit(ctx.end_event(end.audit_reason()));
+        let _ = ctx.emit(ctx.end_event(&end.audit_reason()));
     }
+    expiry.abort();
     shared.sessions.close(&ctx.session_id, Some(pid));
     Ok(())
+}
+
+/// Checks the token sent as the password against every trusted issuer.
+/// A refusal is counted, logged as an audit-relevant event (never with the
+/// token), and told to the client as SQLSTATE 28P01 with the reason.
+async fn authenticate(
+    trust: &TrustStore,
+    token: &str,
+    peer: SocketAddr,
+) -> Result<Identity, ClientError> {
+    if trust.is_empty() {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            "authentication failed: the gateway has no trusted token keys",
+        ));
+    }
+    match trust.verify(token).await {
+        Ok(v) => {
+            tracing::info!(identity = %v.identity.name, kind = v.identity.kind.as_str(), issuer = %v.issuer, "client authenticated");
+            Ok(v.identity)
+        }
+        Err(e) => {
+            metrics::counter!("sluice_pg_auth_failures_total").increment(1);
+            let mut claimed_issuer =
+                sluice_identity::oidc::validate::peek_issuer(token).unwrap_or_default();
+            claimed_issuer.truncate(claimed_issuer.floor_char_boundary(200));
+            tracing::warn!(
+                event = "auth_refused",
+                client_addr = %peer,
+                claimed_issuer = %claimed_issuer,
+                reason = %e,
+                "client authentication refused"
+            );
+            Err(ClientError::fatal(
+                sqlstate::INVALID_PASSWORD,
+                format!("authentication failed: {e}"),
+            )
+            .with_hint(
+                "connect with a valid Sluice or identity-provider access token as the password",
+            ))
+        }
+    }
+}
+
+/// Ends the session when its token expires: a token is a lease on access,
+/// not a key to a connection that outlives it.
+async fn end_at_expiry(sessions: Arc<Sessions>, session_id: String, expires_at: u64, on: OnExpiry) {
+    let now_ms = u64::try_from(sluice_common::unix_ms()).unwrap_or(0);
+    let left = Duration::from_millis(expires_at.saturating_mul(1000).saturating_sub(now_ms));
+    tokio::time::sleep(left).await;
+    let reason = "the access token expired";
+    match on {
+        OnExpiry::End => sessions.kill(&session_id, reason),
+        OnExpiry::AfterStatement => sessions.drain(&session_id, reason),
+    }
+}
+
+fn not_revoked(snapshot: &NodeSnapshot, identity: Identity) -> Result<Identity, ClientError> {
+    if snapshot.is_revoked(&identity.token_id) {
+        metrics::counter!("sluice_pg_auth_failures_total").increment(1);
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_PASSWORD,
+            "authentication failed: the access token has been revoked",
+        )
+        .with_hint("ask for a new token"));
+    }
+    Ok(identity)
+}
+
+/// Records a refused sign-in as a session of one event, so auditors find
+/// it with every other session. Best effort: with the audit buffer full the
+/// refusal still stands, and the log line remains.
+fn record_auth_failure(shared: &Shared, peer: SocketAddr, hello: &mut Hello, e: &ClientError) {
+    let mut claimed_issuer =
+        sluice_identity::oidc::validate::peek_issuer(&hello.token).unwrap_or_default();
+    claimed_issuer.truncate(claimed_issuer.floor_char_boundary(200));
+    let bounded = |s: &str| s[..s.floor_char_boundary(200)].to_owned();
+    let event = v1::AuditEvent {
+        session_id: uuid::Uuid::now_v7().to_string(),
+        seq: 1,
+        at_unix_us: sluice_common::unix_us(),
+        payload: Some(Payload::AuthFailure(v1::AuthFailure {
+            client_addr: peer.to_string(),
+            user: bounded(&hello.user),
+            target: bounded(&hello.database),
+            reason: e.message.clone(),
+            claimed_issuer,
+            protocol: "postgres".to_owned(),
+            tls: hello.reader.get_mut().is_tls(),
+        })),
+    };
+    if shared.audit.emit(event).is_err() {
+        tracing::error!("audit buffer full: refused sign-in not recorded");
+    }
 }
 
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {

@@ -50,14 +50,16 @@ pub enum End {
 }
 
 impl End {
-    /// The reason recorded in the session's end event.
-    pub fn audit_reason(&self) -> &'static str {
+    /// The reason recorded in the session's end event: a fixed code, and
+    /// for a session the gateway ended, why (the gateway's own words, never
+    /// anything a peer sent).
+    pub fn audit_reason(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Self::ClientClosed => "client_closed",
-            Self::ClientProtocol(_) | Self::ClientIo(_) => "client_error",
-            Self::UpstreamLost(_) => "upstream_closed",
-            Self::Desync(_) => "error",
-            Self::Killed(_) => "killed",
+            Self::ClientClosed => "client_closed".into(),
+            Self::ClientProtocol(_) | Self::ClientIo(_) => "client_error".into(),
+            Self::UpstreamLost(_) => "upstream_closed".into(),
+            Self::Desync(_) => "error".into(),
+            Self::Killed(reason) => format!("killed: {reason}").into(),
         }
     }
 
@@ -123,6 +125,7 @@ pub async fn relay(
         end = client_to_server(&mut c_reader, &mut u_write, &tracker, ctx) => end,
         end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx, pids) => end,
         () = kill.token.cancelled() => End::Killed(kill.reason().unwrap_or_else(|| "the gateway is shutting down".to_owned())),
+        () = drained(kill, &tracker, ctx.limits.drain_grace) => End::Killed(kill.reason().unwrap_or_else(|| "the session was ended".to_owned())),
     };
     if let Some(e) = end.client_error() {
         let _ = c_write.write_all(&e.frame().raw).await;
@@ -180,6 +183,20 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
             Ok(false) => return End::ClientClosed,
             Err(e) => return too_large_or_io(e),
         }
+    }
+}
+
+/// Completes once a drain was asked for and no statement is in flight, or
+/// `grace` after the ask, whichever is first: the session then ends between
+/// statements rather than in the middle of one.
+async fn drained(kill: &Kill, tracker: &Mutex<Tracker>, grace: std::time::Duration) {
+    kill.drain.cancelled().await;
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if tracker.lock().map(|t| t.pending() == 0).unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

@@ -26,6 +26,23 @@ pub struct Limits {
     pub max_server_message: usize,
     /// Longest stall mid-message.
     pub stall: Duration,
+    /// When the client's token expires: end at once, or after the statement
+    /// in flight.
+    pub on_expiry: OnExpiry,
+    /// The longest a session ending "after the statement in flight" waits
+    /// for that statement.
+    pub drain_grace: Duration,
+}
+
+/// What happens to a session when its access token expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    /// End the session at the moment of expiry, cutting off any statement.
+    #[default]
+    End,
+    /// Let the statement in flight finish (up to the drain grace), then end.
+    AfterStatement,
 }
 
 /// One session's identity, counters and audit trail.

@@ -1,4 +1,15 @@
-//! Turns the audit events nodes send into stored session events.
+//! The tamper-evident audit record: turning the events nodes send into
+//! stored session events ([`from_proto`], [`acks`]), the per-session hash
+//! chain ([`chain`]), signed checkpoints and export seals ([`seal`]),
+//! verification ([`verify`]), export formats ([`export`]) and the periodic
+//! checkpoint loop ([`checkpointer`]). Everything but the loop is pure.
+
+pub mod chain;
+pub mod checkpointer;
+pub mod export;
+pub mod online;
+pub mod seal;
+pub mod verify;
 
 use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
@@ -59,6 +70,16 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
             statements: s.statements,
             bytes_to_client: s.bytes_to_client,
             bytes_from_client: s.bytes_from_client,
+        },
+        Payload::AuthFailure(a) => EventKind::AuthFailure {
+            client_addr: a.client_addr,
+            user: a.user,
+            target: a.target,
+            reason: a.reason,
+            claimed_issuer: a.claimed_issuer,
+            protocol: a.protocol,
+            tls: a.tls,
+            node_id: node_id.to_owned(),
         },
     };
     Ok(StoredEvent {
