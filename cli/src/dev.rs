@@ -173,6 +173,7 @@ async fn run_with(
         audit_buffer_events: 100_000,
         on_token_expiry: args.on_token_expiry.into(),
         token_expiry_grace: Duration::from_secs(60),
+        strict_audit_wait: Duration::from_secs(5),
     };
     let node = BoundNode::bind(node_config).await.with_context(|| {
         format!(

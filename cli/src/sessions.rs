@@ -32,7 +32,8 @@ pub struct ListArgs {
     /// Only this identity.
     #[arg(long)]
     pub identity: Option<String>,
-    /// Only this kind of identity: person, agent or service.
+    /// Only this kind: person, agent, service, unauthenticated (refused
+    /// sign-ins) or admin (configuration changes).
     #[arg(long)]
     pub kind: Option<String>,
     /// Only identities with this group.
@@ -255,6 +256,18 @@ pub fn render(e: &Value, identity: &str) -> String {
             s(e, "identity_kind"),
             s(e, "node_id"),
             s(e, "application_name")
+        ),
+        "statement_intent" => "-- (recorded before it ran: strict delivery)\n".to_owned(),
+        "config_change" => format!(
+            "-- {} {} {} by {}{}\n",
+            s(e, "resource"),
+            s(e, "name"),
+            s(e, "action"),
+            s(e, "actor"),
+            e["version"]
+                .as_u64()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default()
         ),
         "auth_failure" => format!(
             "-- refused sign-in as {:?} from {}: {}\n",

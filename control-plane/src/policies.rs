@@ -2,6 +2,7 @@
 
 use sluice_policy::{Policy, PolicyError};
 
+use crate::audit::changes::Change;
 use crate::bus::BusEvent;
 use crate::control_plane::ControlPlane;
 use crate::store::{PutMode, StoreError, StoredPolicy};
@@ -59,6 +60,19 @@ impl ControlPlane {
             Some(stored) => {
                 tracing::info!(policy = %stored.name, version = stored.version, author, "policy stored");
                 self.bus.publish(BusEvent::ConfigChanged);
+                self.record_change(Change {
+                    actor: author,
+                    action: if mode == PutMode::Create {
+                        "created"
+                    } else {
+                        "replaced"
+                    },
+                    resource: "policy",
+                    name: &stored.name,
+                    version: stored.version,
+                    document: Some(source),
+                })
+                .await;
                 Ok(stored)
             }
             None if mode == PutMode::Create => Err(PolicyChangeError::Exists(doc_name)),
@@ -72,6 +86,15 @@ impl ControlPlane {
         if existed {
             tracing::info!(policy = name, author, "policy deleted");
             self.bus.publish(BusEvent::ConfigChanged);
+            self.record_change(Change {
+                actor: author,
+                action: "deleted",
+                resource: "policy",
+                name,
+                version: 0,
+                document: None,
+            })
+            .await;
         }
         Ok(existed)
     }

@@ -72,6 +72,15 @@ pub struct DataPlaneConfig {
     /// past the token's expiry.
     #[serde(default = "default_drain_grace", with = "humantime_serde")]
     pub token_expiry_grace: Duration,
+    /// Under strict delivery, how long a statement waits for the control
+    /// plane to confirm its audit record before the session is ended with
+    /// the statement unsent.
+    #[serde(default = "default_strict_audit_wait", with = "humantime_serde")]
+    pub strict_audit_wait: Duration,
+}
+
+fn default_strict_audit_wait() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_drain_grace() -> Duration {

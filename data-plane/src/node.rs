@@ -116,6 +116,7 @@ impl BoundNode {
             snapshot.clone(),
             sessions.clone(),
             audit_rx,
+            audit.durability(),
             shutdown.clone(),
         );
         let link = tokio::spawn(link.run());
@@ -144,6 +145,7 @@ impl BoundNode {
                 stall: c.message_timeout,
                 on_expiry: c.on_token_expiry,
                 drain_grace: c.token_expiry_grace,
+                strict_audit_wait: c.strict_audit_wait,
             },
             upstream: UpstreamLimits {
                 connect_timeout: c.upstream_connect_timeout,

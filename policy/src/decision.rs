@@ -64,6 +64,44 @@ pub struct Decision {
     /// setting's value was involved), so it may be cached by the text's
     /// literal-free fingerprint.
     pub same_for_any_literals: bool,
+    /// When the statement's audit record must be durable.
+    pub delivery: Delivery,
+}
+
+/// When a statement's audit record must be durable, relative to the
+/// statement reaching the target.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Sent asynchronously, at least once, after the statement ran; the
+    /// node's bounded buffer refuses new statements when it is full.
+    #[default]
+    Streamed,
+    /// Forwarded only once the control plane has durably stored a record
+    /// of it; refused when that cannot happen.
+    Strict,
+}
+
+impl Delivery {
+    /// The name used in policies and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Streamed => "streamed",
+            Self::Strict => "strict",
+        }
+    }
 }
 
 impl Decision {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
-use crate::decision::{Decision, Subject, Verdict};
+use crate::decision::{Decision, Delivery, Subject, Verdict};
 use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
 
 /// One statement's decision under one policy.
@@ -212,6 +212,17 @@ impl Policy {
         }
     }
 
+    /// The delivery guarantee this policy asks for a message: the writes'
+    /// unless every statement in it only reads.
+    fn delivery(&self, stmts: &[Statement]) -> Delivery {
+        let d = self.doc.audit.delivery;
+        if stmts.iter().all(Statement::is_read) {
+            d.reads
+        } else {
+            d.writes
+        }
+    }
+
     fn decide_statement(&self, s: &Statement) -> Outcome {
         if let Some(u) = s.unsupported.first() {
             return Outcome::deny(
@@ -363,6 +374,7 @@ impl PolicySet {
             ),
             kinds,
             same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
+            delivery: Delivery::Streamed,
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
         for p in &applicable {
@@ -372,6 +384,17 @@ impl PolicySet {
             }
         }
         if let Some((p, o)) = worst {
+            decision.delivery = match o.verdict {
+                // Nothing runs, so nothing needs to wait for its record.
+                Verdict::Deny => Delivery::Streamed,
+                // What a human approved must never run unrecorded.
+                Verdict::Approval => Delivery::Strict,
+                Verdict::Allow => applicable
+                    .iter()
+                    .map(|p| p.delivery(&statements))
+                    .max()
+                    .unwrap_or_default(),
+            };
             decision.verdict = o.verdict;
             decision.policy = Some(p.name().to_owned());
             decision.rule = o.rule;

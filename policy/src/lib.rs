@@ -19,5 +19,5 @@ pub mod model;
 
 pub use cache::DecisionCache;
 pub use compile::{Policy, PolicyError};
-pub use decision::{Decision, Subject, Verdict};
+pub use decision::{Decision, Delivery, Subject, Verdict};
 pub use engine::{Check, PolicySet};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Kind;
-use crate::decision::Verdict;
+use crate::decision::{Delivery, Verdict};
 
 /// A whole policy.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -24,8 +24,50 @@ pub struct PolicyDoc {
     /// How approvals requested by this policy behave.
     #[serde(default)]
     pub approval: ApprovalDoc,
+    /// How statements governed by this policy reach the audit trail.
+    #[serde(default)]
+    pub audit: AuditDoc,
     /// Rules for SQL statements.
     pub statements: StatementsDoc,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDoc {
+    /// Delivery guarantee per statement class.
+    #[serde(default)]
+    pub delivery: DeliveryDoc,
+}
+
+/// Which delivery guarantee each statement class gets. Writes default to
+/// `strict`: a change must never happen without its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryDoc {
+    /// Reads, transaction control and session settings.
+    #[serde(default = "streamed")]
+    pub reads: Delivery,
+    /// Everything else: writes, DDL, locking reads, anything unclassified.
+    #[serde(default = "strict")]
+    pub writes: Delivery,
+}
+
+fn streamed() -> Delivery {
+    Delivery::Streamed
+}
+
+fn strict() -> Delivery {
+    Delivery::Strict
+}
+
+impl Default for DeliveryDoc {
+    fn default() -> Self {
+        Self {
+            reads: streamed(),
+            writes: strict(),
+        }
+    }
 }
 
 /// The sessions a policy governs: all listed conditions must hold.

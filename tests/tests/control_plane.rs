@@ -3,13 +3,15 @@
 //! from files as in production: the node keeps serving from its snapshot for
 //! `max_snapshot_age` after losing the control plane, then refuses new
 //! sessions (fail closed), and recovers when the control plane returns.
+//! Writes under strict delivery run only once their record is stored.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice_e2e::deployment::{Deployment, Options};
-use sluice_e2e::gateway::{connect, eventually};
+use sluice_e2e::gateway::{Api, connect, eventually};
 use sluice_e2e::pg::TestDb;
+use sluice_e2e::process::Sluice;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -29,17 +31,27 @@ async fn session_works(d: &Deployment, token: &str, app: &str) -> anyhow::Result
     Ok(client)
 }
 
-#[tokio::test]
-async fn the_node_fails_closed_when_its_control_plane_is_gone_and_recovers() {
+/// A control plane, the demo target under the `observe` policy, and a node,
+/// as separate processes.
+struct Setup {
+    db: TestDb,
+    d: Deployment,
+    cp: Sluice,
+    dp: Sluice,
+    agent: String,
+    api: Api,
+}
+
+async fn deploy(max_snapshot_age: Duration) -> Setup {
     let db = TestDb::with_sql(sluice_e2e::gateway::SEED_SQL)
         .await
         .unwrap();
     let d = Deployment::new(&Options {
-        max_snapshot_age: MAX_SNAPSHOT_AGE,
+        max_snapshot_age,
         ..Options::default()
     })
     .unwrap();
-    let mut cp = d.start_control_plane(0).await.unwrap();
+    let cp = d.start_control_plane(0).await.unwrap();
     let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
     let agent = d
         .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
@@ -72,6 +84,26 @@ async fn the_node_fails_closed_when_its_control_plane_is_gone_and_recovers() {
     assert_eq!(status, 201, "{body}");
 
     let dp = d.start_node().await.unwrap();
+    Setup {
+        db,
+        d,
+        cp,
+        dp,
+        agent,
+        api,
+    }
+}
+
+#[tokio::test]
+async fn the_node_fails_closed_when_its_control_plane_is_gone_and_recovers() {
+    let Setup {
+        db,
+        d,
+        mut cp,
+        dp,
+        agent,
+        api,
+    } = deploy(MAX_SNAPSHOT_AGE).await;
     let steady = eventually(Duration::from_secs(30), || {
         session_works(&d, &agent, "e2e-steady")
     })
@@ -234,4 +266,107 @@ async fn the_node_channel_runs_over_tls_and_refuses_an_unknown_certificate() {
         "{}",
         node.log()
     );
+}
+
+async fn status_of(db: &TestDb, id: i32) -> String {
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query_one("SELECT status FROM orders WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn is_strict_refusal(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+        && e.as_db_error()
+            .is_some_and(|d| d.message().contains("strict delivery"))
+}
+
+#[tokio::test]
+async fn strict_writes_run_only_once_recorded_and_are_refused_when_they_cannot_be() {
+    // A long snapshot tolerance: reads go on while the control plane is
+    // away, so only the delivery guarantee can refuse the write.
+    let Setup {
+        db,
+        d,
+        mut cp,
+        dp,
+        agent,
+        api,
+    } = deploy(Duration::from_secs(120)).await;
+    let steady = eventually(Duration::from_secs(30), || {
+        session_works(&d, &agent, "e2e-strict")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no working session: {e:#}\n{}", dp.log()));
+    let first = "UPDATE orders SET status = 'strict-1' WHERE id = 1";
+    assert_eq!(steady.execute(first, &[]).await.unwrap(), 1);
+
+    // Its intent was stored before it ran, and its outcome after.
+    let events = eventually(Duration::from_secs(20), || async {
+        let sessions = api.sessions().await?;
+        let s = sessions
+            .iter()
+            .find(|s| s["application_name"] == "e2e-strict")
+            .ok_or_else(|| anyhow::anyhow!("not recorded yet"))?;
+        let events = api.events(s["id"].as_str().unwrap_or_default()).await?;
+        anyhow::ensure!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "statement" && e["text"] == first)
+        );
+        Ok(events)
+    })
+    .await
+    .unwrap();
+    let intent = events
+        .iter()
+        .position(|e| e["kind"] == "statement_intent" && e["text"] == first)
+        .unwrap_or_else(|| panic!("no intent: {events:?}"));
+    let outcome = events
+        .iter()
+        .position(|e| e["kind"] == "statement" && e["text"] == first)
+        .unwrap();
+    assert!(intent < outcome, "{events:?}");
+    assert_eq!(events[outcome]["rows"], 1);
+    // Reads are streamed: no intent.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "statement_intent" && e["kinds"][0] == "select"),
+        "{events:?}"
+    );
+
+    // The control plane dies: the write is refused, nothing reaches the
+    // database, and the session goes on for reads.
+    cp.kill();
+    let second = "UPDATE orders SET status = 'strict-2' WHERE id = 1";
+    eventually(Duration::from_secs(20), || async {
+        let c = connect(&d.client_config(&agent, "e2e-strict-probe")).await?;
+        match c.execute(second, &[]).await {
+            Err(e) if is_strict_refusal(&e) => Ok(()),
+            other => anyhow::bail!("not refused yet: {other:?}"),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", dp.log()));
+    let err = steady.execute(second, &[]).await.unwrap_err();
+    assert!(is_strict_refusal(&err), "{err}");
+    assert_eq!(customers(&steady).await.unwrap(), 4);
+    assert_eq!(status_of(&db, 1).await, "strict-1");
+
+    // Back again: writes run again.
+    let _cp = d.start_control_plane(0).await.unwrap();
+    eventually(Duration::from_secs(40), || async {
+        anyhow::ensure!(steady.execute(second, &[]).await? == 1);
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no recovery: {e:#}\n{}", dp.log()));
+    assert_eq!(status_of(&db, 1).await, "strict-2");
+    drop(dp);
 }

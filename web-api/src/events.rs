@@ -142,6 +142,38 @@ pub enum EventDetail {
         /// The node that refused it.
         node_id: String,
     },
+    /// A statement about to be forwarded under strict delivery: stored
+    /// before the statement ran; its outcome follows as a `statement` event.
+    StatementIntent {
+        /// Exact text as sent.
+        text: String,
+        /// Deciding policy, if any.
+        policy: Option<String>,
+        /// Deciding rule, if any.
+        rule: Option<String>,
+        /// Statement kinds.
+        kinds: Vec<String>,
+        /// simple | extended.
+        protocol: String,
+    },
+    /// An administrator changed what the gateway enforces or who may use it
+    /// (a policy, a target, an identity, a credential); recorded as a
+    /// session of this one event, chained and checkpointed like the rest.
+    ConfigChange {
+        /// Who made it.
+        actor: String,
+        /// created | replaced | deleted | disabled | issued | revoked.
+        action: String,
+        /// policy | target | service_account | token | api_key | join_token.
+        resource: String,
+        /// The resource's name or id.
+        name: String,
+        /// The version the change produced (policies), else 0.
+        version: Option<u64>,
+        /// SHA-256 (hex) of the document the change stored (policies), so a
+        /// decision can be tied to the exact text in force.
+        digest: Option<String>,
+    },
 }
 
 /// Paging for a session's events.
@@ -249,13 +281,30 @@ mod tests {
                 tls: true,
                 node_id: s(),
             },
+            EventKind::StatementIntent {
+                text: s(),
+                policy: s(),
+                rule: s(),
+                kinds: vec![s()],
+                protocol: s(),
+            },
+            EventKind::ConfigChange {
+                actor: s(),
+                action: s(),
+                resource: s(),
+                name: s(),
+                version: 1,
+                digest: s(),
+            },
         ];
         for k in &all {
             match k {
                 EventKind::SessionStart { .. }
                 | EventKind::Statement { .. }
                 | EventKind::SessionEnd { .. }
-                | EventKind::AuthFailure { .. } => {}
+                | EventKind::AuthFailure { .. }
+                | EventKind::StatementIntent { .. }
+                | EventKind::ConfigChange { .. } => {}
             }
         }
         all

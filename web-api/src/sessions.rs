@@ -33,7 +33,8 @@ pub struct SessionView {
     pub node_id: String,
     /// Who connected.
     pub identity: String,
-    /// `person`, `agent` or `service`.
+    /// `person`, `agent` or `service`; `unauthenticated` for a refused
+    /// sign-in; `admin` for a configuration change.
     pub identity_kind: String,
     /// Their identity groups when they connected.
     pub groups: Vec<String>,
@@ -102,7 +103,9 @@ pub struct SessionQuery {
     pub identity: Option<String>,
     /// Only sessions on this target.
     pub target: Option<String>,
-    /// Only sessions of this kind of identity: `person`, `agent` or `service`.
+    /// Only sessions of this kind: `person`, `agent` or `service`;
+    /// `unauthenticated` for refused sign-ins; `admin` for configuration
+    /// changes.
     pub kind: Option<String>,
     /// Only sessions whose identity had this group.
     pub group: Option<String>,
@@ -156,10 +159,13 @@ pub(crate) async fn list(
     Query(q): Query<SessionQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     if let Some(k) = q.kind.as_deref()
-        && !matches!(k, "person" | "agent" | "service")
+        && !matches!(
+            k,
+            "person" | "agent" | "service" | "unauthenticated" | "admin"
+        )
     {
         return Err(ApiError::BadRequest(
-            "kind must be person, agent or service".to_owned(),
+            "kind must be person, agent, service, unauthenticated or admin".to_owned(),
         ));
     }
     if let Some(d) = q.decision.as_deref()

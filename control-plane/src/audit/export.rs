@@ -165,6 +165,40 @@ pub fn ocsf(r: &Map<String, Value>) -> Value {
                     if ok { 1 } else { 2 },
                 )
             }
+            "statement_intent" => {
+                let kinds = r
+                    .get("kinds")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let (id, name) = datastore_activity(&kinds);
+                // Recorded before it ran: the outcome is not known yet.
+                (
+                    6005,
+                    6,
+                    "Datastore Activity",
+                    "Application Activity",
+                    id,
+                    name,
+                    0,
+                )
+            }
+            "config_change" => {
+                let (id, name) = match str_of(r, "action") {
+                    "created" | "issued" => (1, "Create"),
+                    "deleted" => (4, "Delete"),
+                    _ => (3, "Update"),
+                };
+                (
+                    3004,
+                    3,
+                    "Entity Management",
+                    "Identity & Access Management",
+                    id,
+                    name,
+                    1,
+                )
+            }
             "session_start" => (
                 3002,
                 3,
@@ -204,7 +238,7 @@ pub fn ocsf(r: &Map<String, Value>) -> Value {
         "type_uid": class_uid * 100 + activity_id,
         "severity_id": 1,
         "status_id": status_id,
-        "status": if status_id == 1 { "Success" } else { "Failure" },
+        "status": match status_id { 0 => "Unknown", 1 => "Success", _ => "Failure" },
         "time": at_us / 1000,
         "metadata": {
             "version": "1.3.0",
@@ -232,6 +266,32 @@ pub fn ocsf(r: &Map<String, Value>) -> Value {
                 );
                 o.insert("disposition".to_owned(), json!(str_of(r, "decision")));
                 o.insert("message".to_owned(), json!(str_of(r, "reason")));
+            }
+            "statement_intent" => {
+                o.insert(
+                    "query_info".to_owned(),
+                    json!({ "query_string": str_of(r, "text") }),
+                );
+                o.insert("disposition".to_owned(), json!("allow"));
+            }
+            "config_change" => {
+                o.insert(
+                    "actor".to_owned(),
+                    json!({ "user": { "name": str_of(r, "actor") } }),
+                );
+                o.insert(
+                    "entity".to_owned(),
+                    json!({ "name": str_of(r, "name"), "type": str_of(r, "resource"), "version": u64_of(r, "version").to_string() }),
+                );
+                o.insert(
+                    "message".to_owned(),
+                    json!(format!(
+                        "{} {} {}",
+                        str_of(r, "resource"),
+                        str_of(r, "name"),
+                        str_of(r, "action")
+                    )),
+                );
             }
             "session_start" => {
                 o.insert(

@@ -5,6 +5,7 @@
 //! checkpoint loop ([`checkpointer`]). Everything but the loop is pure.
 
 pub mod chain;
+pub mod changes;
 pub mod checkpointer;
 pub mod export;
 pub mod online;
@@ -70,6 +71,13 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
             statements: s.statements,
             bytes_to_client: s.bytes_to_client,
             bytes_from_client: s.bytes_from_client,
+        },
+        Payload::StatementIntent(s) => EventKind::StatementIntent {
+            text: s.text,
+            policy: s.policy,
+            rule: s.rule,
+            kinds: s.kinds,
+            protocol: s.protocol,
         },
         Payload::AuthFailure(a) => EventKind::AuthFailure {
             client_addr: a.client_addr,

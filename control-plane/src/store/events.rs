@@ -98,6 +98,46 @@ pub enum EventKind {
         /// The node that refused it.
         node_id: String,
     },
+    /// A statement about to be forwarded under strict delivery: stored
+    /// before the statement ran; its outcome follows as a `statement` event.
+    StatementIntent {
+        /// Exact text as sent.
+        text: String,
+        /// Deciding policy, if any.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        policy: String,
+        /// Deciding rule, if any.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        rule: String,
+        /// Statement kinds.
+        kinds: Vec<String>,
+        /// simple | extended.
+        protocol: String,
+    },
+    /// An administrator changed what the gateway enforces or who may use it
+    /// (a policy, a target, an identity, a credential); recorded as a
+    /// session of this one event, chained and checkpointed like the rest.
+    ConfigChange {
+        /// Who made it.
+        actor: String,
+        /// created | replaced | deleted | disabled | issued | revoked.
+        action: String,
+        /// policy | target | service_account | token | api_key | join_token.
+        resource: String,
+        /// The resource's name or id.
+        name: String,
+        /// The version the change produced (policies), else 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        version: u64,
+        /// SHA-256 (hex) of the document the change stored (policies), so a
+        /// decision can be tied to the exact text in force.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        digest: String,
+    },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl EventKind {
@@ -108,6 +148,8 @@ impl EventKind {
             Self::Statement { .. } => "statement",
             Self::SessionEnd { .. } => "session_end",
             Self::AuthFailure { .. } => "auth_failure",
+            Self::StatementIntent { .. } => "statement_intent",
+            Self::ConfigChange { .. } => "config_change",
         }
     }
 }
@@ -346,7 +388,27 @@ impl Store {
                     EventKind::Statement { .. } => {
                         *statements.entry(e.session_id.as_str()).or_default() += 1
                     }
-                    EventKind::SessionEnd { .. } => {}
+                    EventKind::SessionEnd { .. } | EventKind::StatementIntent { .. } => {}
+                    EventKind::ConfigChange {
+                        actor,
+                        action,
+                        resource,
+                        name,
+                        ..
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO sessions (id, node_id, identity, identity_kind, groups, target, client_addr, tls, \
+                             protocol, application_name, token_id, started_at, ended_at, end_reason) \
+                             VALUES ($1, '', $2, 'admin', '[]', $3, '', false, 'rest', '', '', $4, $4, $5) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(&e.session_id)
+                        .bind(actor)
+                        .bind(format!("{resource} {name}"))
+                        .bind(e.at)
+                        .bind(format!("config_change: {resource} {action}"))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     EventKind::AuthFailure {
                         client_addr,
                         user,

@@ -2,14 +2,71 @@
 //! sessions, and the list of events sent but not yet acknowledged.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sluice_proto::v1;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Where sessions put their audit events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<v1::AuditEvent>,
+    durability: Arc<Durability>,
+}
+
+/// What the control plane has durably stored, for sessions that must wait
+/// for it (strict delivery): whether the link is up, and per watched session
+/// the highest acknowledged sequence number.
+#[derive(Debug, Default)]
+pub struct Durability {
+    connected: AtomicBool,
+    acked: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+/// A strict statement's record was not acknowledged in time.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("the control plane did not confirm the statement's audit record within {0:?}")]
+pub struct NotDurable(pub Duration);
+
+impl Durability {
+    /// Whether events can reach the control plane now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Called by the link as its stream comes up or goes down.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+
+    /// Applies a cumulative acknowledgement to a watched session.
+    pub fn acked(&self, session_id: &str, seq: u64) {
+        if let Ok(map) = self.acked.lock()
+            && let Some(tx) = map.get(session_id)
+        {
+            tx.send_if_modified(|a| {
+                let newer = seq > *a;
+                *a = (*a).max(seq);
+                newer
+            });
+        }
+    }
+
+    fn watch(&self, session_id: &str) -> Option<watch::Receiver<u64>> {
+        let mut map = self.acked.lock().ok()?;
+        let tx = map
+            .entry(session_id.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        Some(tx.subscribe())
+    }
+
+    fn forget(&self, session_id: &str) {
+        if let Ok(mut map) = self.acked.lock() {
+            map.remove(session_id);
+        }
+    }
 }
 
 /// The audit buffer is full: the statement must not run unrecorded.
@@ -23,7 +80,29 @@ impl AuditSink {
     /// A sink and the receiver the control link drains.
     pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<v1::AuditEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
+        let durability = Arc::default();
+        (Self { tx, durability }, rx)
+    }
+
+    /// The acknowledgement state the control link keeps current.
+    pub fn durability(&self) -> Arc<Durability> {
+        self.durability.clone()
+    }
+
+    /// Whether events can reach the control plane now.
+    pub fn is_connected(&self) -> bool {
+        self.durability.is_connected()
+    }
+
+    /// Starts following acknowledgements of `session_id`; must be called
+    /// before the event to wait for is emitted, so no ack is missed.
+    pub fn watch(&self, session_id: &str) -> Option<watch::Receiver<u64>> {
+        self.durability.watch(session_id)
+    }
+
+    /// Stops following a session that ended.
+    pub fn forget(&self, session_id: &str) {
+        self.durability.forget(session_id);
     }
 
     /// Whether the queue has no room left: new statements must be refused.
@@ -139,6 +218,29 @@ mod tests {
         assert!(p.has_room());
         p.push(ev("a", 2));
         assert!(!p.has_room());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_only_for_an_ack_that_covers_its_event() {
+        let (sink, _rx) = AuditSink::channel(8);
+        let d = sink.durability();
+        let mut w = sink.watch("s").unwrap();
+        d.acked("other", 9);
+        d.acked("s", 2);
+        assert_eq!(*w.borrow_and_update(), 2);
+        let waiting = tokio::spawn(async move { w.wait_for(|a| *a >= 4).await.map(|a| *a) });
+        d.acked("s", 3);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        d.acked("s", 5);
+        assert_eq!(waiting.await.unwrap().unwrap(), 5);
+        // Acks never move backwards.
+        let w = sink.watch("s").unwrap();
+        d.acked("s", 1);
+        assert_eq!(*w.borrow(), 5);
+        sink.forget("s");
+        let w = sink.watch("s").unwrap();
+        assert_eq!(*w.borrow(), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::audit::Pending;
+use super::audit::{Durability, Pending};
 use super::snapshot::{NodeSnapshot, SnapshotCell};
 use crate::config::DataPlaneConfig;
 use crate::sessions::Sessions;
@@ -70,6 +70,7 @@ pub struct ControlLink {
     snapshot: Arc<SnapshotCell>,
     sessions: Arc<Sessions>,
     audit_rx: mpsc::Receiver<v1::AuditEvent>,
+    durability: Arc<Durability>,
     pending: Pending,
     node_id: Option<String>,
     heartbeat: Duration,
@@ -83,6 +84,7 @@ impl ControlLink {
         snapshot: Arc<SnapshotCell>,
         sessions: Arc<Sessions>,
         audit_rx: mpsc::Receiver<v1::AuditEvent>,
+        durability: Arc<Durability>,
         shutdown: Shutdown,
     ) -> Self {
         let pending = Pending::new(config.audit_buffer_events);
@@ -91,6 +93,7 @@ impl ControlLink {
             snapshot,
             sessions,
             audit_rx,
+            durability,
             pending,
             node_id: None,
             heartbeat: Duration::from_secs(5),
@@ -103,7 +106,9 @@ impl ControlLink {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let started = Instant::now();
-            match self.attach_once().await {
+            let attached = self.attach_once().await;
+            self.durability.set_connected(false);
+            match attached {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, pending = self.pending.len(), "control plane link down")
@@ -177,6 +182,7 @@ impl ControlLink {
             Err(s) => return Err(s.into()),
         };
         self.snapshot.touch();
+        self.durability.set_connected(true);
         let backlog: Vec<_> = self.pending.iter().cloned().collect();
         for chunk in backlog.chunks(MAX_BATCH) {
             let batch = send(Out::Audit(v1::AuditBatch {
@@ -252,7 +258,10 @@ impl ControlLink {
                 self.sessions.kill_revoked(&snap.revoked_token_ids);
                 self.snapshot.install(snap);
             }
-            Some(In::AuditAck(a)) => self.pending.ack(&a.session_id, a.seq),
+            Some(In::AuditAck(a)) => {
+                self.pending.ack(&a.session_id, a.seq);
+                self.durability.acked(&a.session_id, a.seq);
+            }
             Some(In::HeartbeatAck(_)) | None => {}
             Some(In::KillSession(k)) => self.sessions.kill(&k.session_id, &k.reason),
             Some(In::ApprovalDecision(d)) => {

@@ -99,6 +99,26 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether a statement of this kind leaves the database as it was:
+    /// reads, transaction control and session settings. Everything else is
+    /// a write for the audit trail's delivery guarantee.
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            Self::Select
+                | Self::Show
+                | Self::Explain
+                | Self::Begin
+                | Self::Commit
+                | Self::Rollback
+                | Self::Savepoint
+                | Self::Release
+                | Self::Set
+                | Self::Reset
+                | Self::SetTransaction
+        )
+    }
+
     /// How messages name the kind: the SQL keyword(s).
     pub fn sql(self) -> &'static str {
         match self {
@@ -248,6 +268,14 @@ pub struct Statement {
     pub settings: Vec<Setting>,
     /// Constructs the classifier does not model (the statement is refused).
     pub unsupported: Vec<String>,
+}
+
+impl Statement {
+    /// Whether the statement only reads: its kind and every effect inside it
+    /// (a data-modifying CTE is a write) are reads, and it takes no row locks.
+    pub fn is_read(&self) -> bool {
+        self.kind.is_read() && !self.locking && self.actions.iter().all(|a| a.kind.is_read())
+    }
 }
 
 /// Why a message could not be classified (it is then refused).

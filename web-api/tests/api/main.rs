@@ -6,6 +6,7 @@
 
 mod audit;
 mod auth;
+mod changes;
 mod common;
 mod errors;
 mod identities;

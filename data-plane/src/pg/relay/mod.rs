@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
 pub use self::session::SessionCtx;
 use self::statements::ClientState;
 use self::tracker::{Action, Desync, Tracker};
+use crate::control::audit::NotDurable;
 use crate::pg::codec::backend;
 use crate::pg::codec::frame::{Frame, FrameError};
 use crate::pg::error::{ClientError, sqlstate};
@@ -47,6 +48,10 @@ pub enum End {
     /// An administrator or policy ended the session.
     #[error("killed: {0}")]
     Killed(String),
+    /// A strict statement's audit record was not confirmed in time; the
+    /// statement was not forwarded.
+    #[error(transparent)]
+    NotDurable(#[from] NotDurable),
 }
 
 impl End {
@@ -60,6 +65,7 @@ impl End {
             Self::UpstreamLost(_) => "upstream_closed".into(),
             Self::Desync(_) => "error".into(),
             Self::Killed(reason) => format!("killed: {reason}").into(),
+            Self::NotDurable(_) => "audit_unavailable".into(),
         }
     }
 
@@ -79,6 +85,12 @@ impl End {
             Self::Killed(reason) => Some(ClientError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 format!("the session was terminated: {reason}"),
+            )),
+            Self::NotDurable(e) => Some(ClientError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "{e}; policy requires it before the statement runs (strict delivery), so the statement was not run and the session is closed"
+                ),
             )),
         }
     }
@@ -168,6 +180,11 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
             if let Err(e) = state.on_client(&frame, &mut t, ctx, &mut out) {
                 return End::ClientProtocol(e);
             }
+        }
+        if let Some(seq) = state.take_awaiting()
+            && let Err(e) = ctx.durable(seq).await
+        {
+            return e.into();
         }
         if !out.is_empty() {
             if let Err(e) = upstream.write_all(&out).await {

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_identity::Identity;
-use sluice_policy::{Decision, DecisionCache, Subject, Verdict};
+use sluice_policy::{Decision, DecisionCache, Delivery, Subject, Verdict};
 use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
 
 use super::tracker::Exec;
-use crate::control::audit::{AuditFull, AuditSink};
+use crate::control::audit::{AuditFull, AuditSink, NotDurable};
 use crate::control::snapshot::SnapshotCell;
 
 /// Decisions a session remembers.
@@ -32,6 +32,8 @@ pub struct Limits {
     /// The longest a session ending "after the statement in flight" waits
     /// for that statement.
     pub drain_grace: Duration,
+    /// The longest a strict statement waits for its record to be confirmed.
+    pub strict_audit_wait: Duration,
 }
 
 /// What happens to a session when its access token expires.
@@ -91,6 +93,11 @@ impl SessionCtx {
 
     /// Appends an event to the session's audit trail.
     pub fn emit(&self, payload: Payload) -> Result<(), AuditFull> {
+        self.emit_seq(payload).map(|_| ())
+    }
+
+    /// Appends an event and returns its sequence number.
+    fn emit_seq(&self, payload: Payload) -> Result<u64, AuditFull> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let event = v1::AuditEvent {
             session_id: self.session_id.clone(),
@@ -98,12 +105,41 @@ impl SessionCtx {
             at_unix_us: sluice_common::unix_us(),
             payload: Some(payload),
         };
-        self.sink.emit(event).inspect_err(|_| {
+        self.sink.emit(event).map(|()| seq).inspect_err(|_| {
             // The sequence number is burnt: the control plane sees a gap,
             // which is what happened.
             metrics::counter!("sluice_audit_events_dropped_total").increment(1);
             tracing::error!(seq, "audit buffer full: event dropped");
         })
+    }
+
+    /// Records that a strict statement is about to be forwarded, and
+    /// returns the event's sequence number to wait for with
+    /// [`Self::durable`].
+    pub fn intend(&self, exec: &Exec) -> Result<u64, AuditFull> {
+        // Follow acks before emitting, so the one for this event is not missed.
+        if self.sink.watch(&self.session_id).is_none() {
+            return Err(AuditFull);
+        }
+        let d = &exec.decision;
+        self.emit_seq(Payload::StatementIntent(v1::StatementIntent {
+            text: exec.text.to_string(),
+            policy: d.policy.clone().unwrap_or_default(),
+            rule: d.rule.clone().unwrap_or_default(),
+            kinds: d.kinds.clone(),
+            protocol: exec.protocol.as_str().to_owned(),
+        }))
+    }
+
+    /// Waits until the control plane has stored every event of this session
+    /// up to `seq`, or the strict wait runs out.
+    pub async fn durable(&self, seq: u64) -> Result<(), NotDurable> {
+        let limit = self.limits.strict_audit_wait;
+        let mut acks = self.sink.watch(&self.session_id).ok_or(NotDurable(limit))?;
+        match tokio::time::timeout(limit, acks.wait_for(|a| *a >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(NotDurable(limit)),
+        }
     }
 
     /// Decides one statement text for this session. Checks that always
@@ -129,12 +165,23 @@ impl SessionCtx {
             groups: &self.identity.groups,
             target: &self.target,
         };
-        match self.cache.lock() {
+        let decision = match self.cache.lock() {
             Ok(mut cache) => {
                 cache.get_or_insert(snapshot.version, text, || policies.decide(&subject, text))
             }
             Err(_) => Arc::new(policies.decide(&subject, text)),
+        };
+        if decision.verdict == Verdict::Allow
+            && decision.delivery == Delivery::Strict
+            && !self.sink.is_connected()
+        {
+            return Arc::new(Decision {
+                kinds: decision.kinds.clone(),
+                policy: decision.policy.clone(),
+                ..refusal(STRICT_UNREACHABLE)
+            });
         }
+        decision
     }
 
     /// Records a finished (or refused) statement.
@@ -188,6 +235,15 @@ impl SessionCtx {
             bytes_to_client: self.bytes_to_client.load(Ordering::Relaxed),
             bytes_from_client: self.bytes_from_client.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// Why a strict statement is refused while the control plane is out of reach.
+const STRICT_UNREACHABLE: &str = "policy requires this statement's audit record to be stored before it runs (strict delivery), and the control plane is unreachable; nothing was run";
+
+impl Drop for SessionCtx {
+    fn drop(&mut self) {
+        self.sink.forget(&self.session_id);
     }
 }
 

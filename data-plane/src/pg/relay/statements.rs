@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use sluice_policy::{Decision, Verdict};
+use sluice_policy::{Decision, Delivery, Verdict};
 
 use super::session::SessionCtx;
 use super::tracker::{Exec, Expect, Protocol, Tracker};
+use crate::control::audit::AuditFull;
 use crate::pg::codec::frame::Frame;
 use crate::pg::codec::frontend;
 use crate::pg::error::{ClientError, sqlstate};
@@ -34,6 +35,9 @@ struct Prepared {
 pub struct ClientState {
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Prepared>,
+    /// The last audit event that must be stored before the buffered
+    /// messages may be forwarded (strict delivery).
+    awaiting: Option<u64>,
 }
 
 fn malformed(e: &frontend::Malformed) -> ClientError {
@@ -58,6 +62,19 @@ pub fn refusal_error(d: &Decision) -> ClientError {
 }
 
 impl ClientState {
+    /// The audit event to wait for before forwarding what was buffered.
+    pub fn take_awaiting(&mut self) -> Option<u64> {
+        self.awaiting.take()
+    }
+
+    /// Records a strict execution's intent before it is forwarded.
+    fn intend(&mut self, ctx: &SessionCtx, exec: &Exec) -> Result<(), AuditFull> {
+        if exec.decision.delivery == Delivery::Strict {
+            self.awaiting = Some(ctx.intend(exec)?);
+        }
+        Ok(())
+    }
+
     /// Handles one client message: appends what to forward to `out`.
     pub fn on_client(
         &mut self,
@@ -70,6 +87,11 @@ impl ClientState {
             b'Q' => {
                 let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
                 let mut exec = decided(ctx, text, Protocol::Simple);
+                if exec.decision.verdict == Verdict::Allow
+                    && let Err(e) = self.intend(ctx, &exec)
+                {
+                    exec.decision = Arc::new(Decision::deny(e.to_string()));
+                }
                 if exec.decision.verdict == Verdict::Allow {
                     out.extend_from_slice(&frame.raw);
                 } else {
@@ -127,6 +149,9 @@ impl ClientState {
                         Protocol::Extended,
                     ),
                 };
+                self.intend(ctx, &exec).map_err(|e| {
+                    ClientError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, e.to_string())
+                })?;
                 out.extend_from_slice(&frame.raw);
                 tracker.push(Expect::Execute(exec));
             }
