@@ -141,6 +141,7 @@ async fn run_with(
         heartbeat_interval: Duration::from_secs(2),
         config_poll_interval: Duration::from_secs(2),
         audit_checkpoint_interval: args.audit_checkpoint_interval,
+        audit_retention: None,
         redis_url: None,
         secrets_key_file: Some(data_dir.join("secrets.key")),
         generate_secrets_key: true,

@@ -76,6 +76,11 @@ pub struct ControlPlaneConfig {
     /// access to the store could silently cut from the end of sessions.
     #[serde(default = "default_checkpoint", with = "humantime_serde")]
     pub audit_checkpoint_interval: Duration,
+    /// How long session records are kept after a session ends; unset keeps
+    /// them forever. Retired sessions are deleted under a signed tombstone,
+    /// so verification tells a retention deletion from tampering.
+    #[serde(default, with = "humantime_serde")]
+    pub audit_retention: Option<Duration>,
     /// External OpenID Connect issuers (`[[oidc]]` tables) whose tokens the
     /// REST API and every node accept besides this control plane's own.
     #[serde(default)]

@@ -122,6 +122,7 @@ impl ControlPlane {
             store.clone(),
             issuer.key().clone(),
             config.audit_checkpoint_interval,
+            config.audit_retention,
             shutdown.clone(),
         ));
         let own = own_verifier(&issuer);

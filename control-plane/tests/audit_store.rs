@@ -4,7 +4,7 @@
 //! signed and chained, and tampering done behind the store's back (triggers
 //! disabled, as a superuser could) is found and named by verification.
 
-use sluice_control_plane::audit::checkpointer::checkpoint_once;
+use sluice_control_plane::audit::checkpointer::{checkpoint_once, retire_once};
 use sluice_control_plane::audit::online::{verify_session, verify_store};
 use sluice_control_plane::audit::seal::public_key_b64;
 use sluice_control_plane::audit::verify::{ProblemKind, Status};
@@ -91,6 +91,7 @@ both!(
     the_store_refuses_to_change_or_remove_events,
     tampering_in_the_store_is_found_and_named,
     checkpoints_catch_deleted_and_truncated_sessions,
+    retention_removes_only_signed_ended_sessions_under_a_tombstone,
     a_lost_event_is_a_gap,
     the_feed_resumes_in_ingest_order,
     sessions_are_found_by_who_when_and_what,
@@ -301,6 +302,68 @@ async fn checkpoints_catch_deleted_and_truncated_sessions(s: &Store, raw: &Raw) 
             .checkpoint_error
             .is_some()
     );
+}
+
+/// A session of `n` events followed by its end.
+async fn ended_session(s: &Store, n: u64) -> String {
+    let id = session(s, n).await;
+    let end = event(
+        &id,
+        n + 1,
+        EventKind::SessionEnd {
+            reason: "client_closed".to_owned(),
+            statements: n - 1,
+            bytes_to_client: 1,
+            bytes_from_client: 1,
+        },
+    );
+    s.append_events(&[end]).await.unwrap();
+    id
+}
+
+async fn retention_removes_only_signed_ended_sessions_under_a_tombstone(s: &Store, raw: &Raw) {
+    let (k, public) = key();
+    let (old, open) = (ended_session(s, 4).await, session(s, 4).await);
+    checkpoint_once(s, &k).await.unwrap();
+    // Ended, but not yet signed by any checkpoint: it must wait.
+    let unsigned = ended_session(s, 3).await;
+    let cutoff = 1_000_000;
+    assert_eq!(retire_once(s, &k, cutoff).await.unwrap(), 1);
+    assert!(s.get_session(&old).await.unwrap().is_none());
+    assert!(s.get_session(&open).await.unwrap().is_some());
+    assert!(s.get_session(&unsigned).await.unwrap().is_some());
+    // Nothing is expected of the retired session any more.
+    let report = verify_store(s, &public).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    // The retirement is itself on record.
+    let changes = s
+        .list_sessions(&SessionFilter {
+            identity_kind: Some("admin".to_owned()),
+            limit: 50,
+            ..SessionFilter::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].identity, "retention");
+    let events = s.list_events(&changes[0].id, 0, 10).await.unwrap().items;
+    assert!(
+        matches!(&events[0].kind, EventKind::ConfigChange { actor, resource, .. } if actor == "retention" && resource == "sessions"),
+        "{events:?}"
+    );
+    // Other sessions still cannot be deleted.
+    assert!(
+        raw.exec(&format!("DELETE FROM session_events WHERE session_id = '{open}'"))
+            .await
+            .is_err()
+    );
+    // Once signed, the late one goes too, and the store still verifies.
+    checkpoint_once(s, &k).await.unwrap();
+    assert_eq!(retire_once(s, &k, cutoff).await.unwrap(), 1);
+    assert!(s.get_session(&unsigned).await.unwrap().is_none());
+    assert_eq!(retire_once(s, &k, cutoff).await.unwrap(), 0);
+    assert!(verify_store(s, &public).await.unwrap().ok);
 }
 
 async fn a_lost_event_is_a_gap(s: &Store, _raw: &Raw) {

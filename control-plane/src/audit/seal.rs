@@ -217,6 +217,38 @@ pub struct LostHead {
     pub stored: Option<(u64, String)>,
 }
 
+/// Prefix of a head's hash that records a session deleted by retention: a
+/// signed checkpoint saying "this session ended at (seq, hash) and was
+/// removed". The store lets a session's events be deleted only once such a
+/// head exists, and verification no longer expects the session.
+pub const TOMBSTONE: &str = "deleted:";
+
+/// Whether a checkpointed head records a retired session.
+pub fn is_tombstone(hash: &str) -> bool {
+    hash.starts_with(TOMBSTONE)
+}
+
+/// The tombstones to sign for `expired` sessions: only those whose stored
+/// head a checkpoint already covers exactly, so nothing is deleted that was
+/// never signed (the rest wait for the next checkpoint).
+pub fn tombstones(expired: &[Head], checkpointed: &HashMap<String, (u64, String)>) -> Vec<Head> {
+    let mut out: Vec<Head> = expired
+        .iter()
+        .filter(|h| {
+            checkpointed
+                .get(&h.session_id)
+                .is_some_and(|(seq, hash)| *seq == h.seq && *hash == h.hash)
+        })
+        .map(|h| Head {
+            session_id: h.session_id.clone(),
+            seq: h.seq,
+            hash: format!("{TOMBSTONE}{}", h.hash),
+        })
+        .collect();
+    out.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+    out
+}
+
 /// Compares the store's current heads with the last checkpointed ones.
 pub fn head_changes(
     current: &[Head],
@@ -237,7 +269,7 @@ pub fn head_changes(
         }
     }
     for (id, head) in checkpointed {
-        if !seen.contains(id.as_str()) {
+        if !seen.contains(id.as_str()) && !is_tombstone(&head.1) {
             out.lost.push(LostHead {
                 session_id: id.clone(),
                 checkpointed: head.clone(),
@@ -409,6 +441,31 @@ mod tests {
         let lost: Vec<&str> = c.lost.iter().map(|h| h.session_id.as_str()).collect();
         assert_eq!(lost, vec!["cut", "gone"]);
         assert_eq!(c.lost[1].stored, None);
+    }
+
+    #[test]
+    fn only_fully_checkpointed_sessions_are_retired_and_then_no_longer_expected() {
+        let checkpointed = HashMap::from([
+            ("signed".to_owned(), (3, "h3".to_owned())),
+            ("grew".to_owned(), (1, "h1".to_owned())),
+        ]);
+        let expired = vec![
+            head("signed", 3, "h3"),
+            head("grew", 2, "h2"),
+            head("never", 1, "n1"),
+        ];
+        let t = tombstones(&expired, &checkpointed);
+        assert_eq!(t, vec![head("signed", 3, "deleted:h3")]);
+        assert!(is_tombstone(&t[0].hash));
+        // Once the tombstone is signed, the session's absence is expected;
+        // an unsigned deletion of another session is still lost.
+        let after = HashMap::from([
+            ("signed".to_owned(), (3, "deleted:h3".to_owned())),
+            ("grew".to_owned(), (1, "h1".to_owned())),
+        ]);
+        let c = head_changes(&[], &after);
+        let lost: Vec<&str> = c.lost.iter().map(|h| h.session_id.as_str()).collect();
+        assert_eq!(lost, vec!["grew"]);
     }
 
     #[test]

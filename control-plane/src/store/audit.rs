@@ -224,9 +224,49 @@ impl Store {
         ))
     }
 
+    /// Heads of sessions that ended before `cutoff_us` (µs), oldest first,
+    /// at most `limit`: what retention may remove.
+    pub async fn expired_heads(&self, cutoff_us: i64, limit: u32) -> Result<Vec<Head>, StoreError> {
+        let rows: Vec<HeadRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT e.session_id, e.seq, e.hash FROM sessions s \
+             JOIN session_events e ON e.session_id = s.id \
+               AND e.seq = (SELECT MAX(seq) FROM session_events m WHERE m.session_id = s.id) \
+             WHERE s.ended_at IS NOT NULL AND s.ended_at < $1 AND e.hash IS NOT NULL \
+             ORDER BY s.ended_at LIMIT $2"
+        )
+        .bind(cutoff_us)
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(session_id, seq, hash)| Head {
+                session_id,
+                seq: u64::try_from(seq).unwrap_or(0),
+                hash,
+            })
+            .collect())
+    }
+
     /// Stores a signed checkpoint and its heads. Returns false if another
     /// replica already stored a checkpoint with that number.
     pub async fn insert_checkpoint(&self, c: &SignedCheckpoint) -> Result<bool, StoreError> {
+        self.store_checkpoint(c, false).await
+    }
+
+    /// Stores a checkpoint of tombstones and, in the same transaction,
+    /// deletes the sessions it retires (the store permits deleting a
+    /// session's events only once a tombstone names it). Returns false if
+    /// another replica took that checkpoint number first.
+    pub async fn retire_sessions(&self, c: &SignedCheckpoint) -> Result<bool, StoreError> {
+        self.store_checkpoint(c, true).await
+    }
+
+    async fn store_checkpoint(
+        &self,
+        c: &SignedCheckpoint,
+        retire: bool,
+    ) -> Result<bool, StoreError> {
         let seq = seq_i64(c.checkpoint.seq);
         let stored = with_pool!(self, |p| {
             let mut tx = p.begin().await?;
@@ -258,6 +298,17 @@ impl Store {
                     .bind(&h.hash)
                     .execute(&mut *tx)
                     .await?;
+                    if retire {
+                        for table in [
+                            "DELETE FROM session_events WHERE session_id = $1",
+                            "DELETE FROM sessions WHERE id = $1",
+                        ] {
+                            sqlx::query(table)
+                                .bind(&h.session_id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
                 }
                 tx.commit().await?;
                 true
