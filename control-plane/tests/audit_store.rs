@@ -354,9 +354,11 @@ async fn retention_removes_only_signed_ended_sessions_under_a_tombstone(s: &Stor
     );
     // Other sessions still cannot be deleted.
     assert!(
-        raw.exec(&format!("DELETE FROM session_events WHERE session_id = '{open}'"))
-            .await
-            .is_err()
+        raw.exec(&format!(
+            "DELETE FROM session_events WHERE session_id = '{open}'"
+        ))
+        .await
+        .is_err()
     );
     // Once signed, the late one goes too, and the store still verifies.
     checkpoint_once(s, &k).await.unwrap();

@@ -62,7 +62,12 @@ impl<R: RoleSet> FromRequestParts<AppState> for Caller<R> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)?;
+        let token = match bearer_token(parts) {
+            Ok(t) => t,
+            // Pages of the web UI (and only they) also take the sign-in
+            // cookie, so the REST API stays immune to cross-site requests.
+            Err(e) => crate::ui::cookie_token(parts).ok_or(e)?,
+        };
         let identity = authenticate(state, token).await.inspect_err(|e| {
             tracing::info!(error = %e, "API authentication refused");
             record_refusal(state, parts, token, e);
@@ -120,7 +125,7 @@ fn record_refusal(state: &AppState, parts: &Parts, token: &str, e: &ApiError) {
 
 /// Who a bearer credential names: an API key, or a token that verifies and
 /// has not been revoked.
-async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Identity, ApiError> {
     if crate::api_keys::is_api_key(token) {
         return crate::api_keys::authenticate(state, token).await;
     }

@@ -22,6 +22,7 @@ pub mod policies;
 pub mod service_accounts;
 pub mod sessions;
 pub mod targets;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -102,6 +103,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(service_accounts::routes())
         .merge(api_keys::routes())
         .merge(oauth::routes())
+        .merge(ui::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))
         .with_state(state);
     Router::new()

@@ -158,6 +158,16 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     Query(q): Query<SessionQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
+    let filter = filter_of(q)?;
+    let page = s.cp.store.list_sessions(&filter).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(SessionView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// The store filter for a session query, checked.
+pub(crate) fn filter_of(q: SessionQuery) -> Result<SessionFilter, ApiError> {
     if let Some(k) = q.kind.as_deref()
         && !matches!(
             k,
@@ -187,11 +197,7 @@ pub(crate) async fn list(
         limit: page_limit(q.limit, DEFAULT_LIMIT, MAX_LIMIT)?,
         cursor: q.cursor,
     };
-    let page = s.cp.store.list_sessions(&filter).await?;
-    Ok(Json(Page {
-        items: page.items.into_iter().map(SessionView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(filter)
 }
 
 /// One session by id.

@@ -17,3 +17,4 @@ mod policies;
 mod roles;
 mod sessions;
 mod targets;
+mod ui;
