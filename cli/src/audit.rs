@@ -134,6 +134,12 @@ pub fn describe(r: &Report, offline: bool) -> String {
             r.events, r.last_seq
         ),
     };
+    if r.lost_tail {
+        out.push_str(&format!(
+            "  lost tail: the session has no end and its node stopped or restarted after seq {}; whatever it had not delivered is lost\n",
+            r.last_seq
+        ));
+    }
     for g in &r.gaps {
         out.push_str(&format!(
             "  gap: events {} to {} missing (before line {})\n",

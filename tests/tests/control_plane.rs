@@ -370,3 +370,54 @@ async fn strict_writes_run_only_once_recorded_and_are_refused_when_they_cannot_b
     assert_eq!(status_of(&db, 1).await, "strict-2");
     drop(dp);
 }
+
+#[tokio::test]
+async fn a_node_killed_mid_session_leaves_a_lost_tail_not_silence() {
+    let Setup {
+        db,
+        d,
+        cp: _cp,
+        mut dp,
+        agent,
+        api,
+    } = deploy(Duration::from_secs(60)).await;
+    let client = eventually(Duration::from_secs(30), || {
+        session_works(&d, &agent, "e2e-killed")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no working session: {e:#}\n{}", dp.log()));
+    let id = eventually(Duration::from_secs(20), || async {
+        let s = api
+            .sessions()
+            .await?
+            .into_iter()
+            .find(|s| s["application_name"] == "e2e-killed" && s["statements"] == 1)
+            .ok_or_else(|| anyhow::anyhow!("not recorded yet"))?;
+        Ok(s["id"].as_str().unwrap_or_default().to_owned())
+    })
+    .await
+    .unwrap();
+    let verdict = api
+        .get(&format!("/api/v1/sessions/{id}/verify"))
+        .await
+        .unwrap();
+    // Open on a live node: intact so far, and not yet ended.
+    assert_eq!(verdict["status"], "intact", "{verdict}");
+    assert_eq!(verdict["ended"], false);
+
+    // The node dies without ending the session, and a new process takes
+    // its place: nothing more of that session can ever arrive.
+    dp.kill();
+    drop(client);
+    let _dp = d.start_node().await.unwrap();
+    let verdict = eventually(Duration::from_secs(30), || async {
+        let v = api.get(&format!("/api/v1/sessions/{id}/verify")).await?;
+        anyhow::ensure!(v["lost_tail"] == true, "{v}");
+        Ok(v)
+    })
+    .await
+    .unwrap();
+    assert_eq!(verdict["status"], "gaps", "{verdict}");
+    assert_eq!(verdict["problem"], serde_json::Value::Null);
+    drop(db);
+}

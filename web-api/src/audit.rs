@@ -70,7 +70,15 @@ pub(crate) async fn verify_session(
         return Err(ApiError::NotFound(format!("no session {id:?}")));
     }
     let key = public_key_b64(s.cp.issuer.key());
-    Ok(Json(online::verify_session(store, &id, &key).await?))
+    Ok(Json(
+        online::verify_session_live(store, &id, &key, node_stale_after(&s)).await?,
+    ))
+}
+
+/// How long a node may be silent before its open sessions count as cut off:
+/// three missed heartbeats, as the node itself judges its link.
+pub(crate) fn node_stale_after(s: &AppState) -> std::time::Duration {
+    s.cp.config().heartbeat_interval * 3
 }
 
 /// Verifies the store as a whole: every checkpoint (hash, signature, link)

@@ -73,6 +73,40 @@ pub async fn verify_session(
     Ok(report)
 }
 
+/// Verifies one session as stored and, if it has no end, whether it can
+/// still get one: a session whose node stopped or restarted since its last
+/// event has lost its undelivered tail, which is reported as a gap.
+/// `node_stale_after` is how long a silent node counts as alive.
+pub async fn verify_session_live(
+    store: &Store,
+    session_id: &str,
+    trusted_public_key: &str,
+    node_stale_after: std::time::Duration,
+) -> Result<Report, StoreError> {
+    let mut report = verify_session(store, session_id, trusted_public_key).await?;
+    if report.ended || report.problem.is_some() {
+        return Ok(report);
+    }
+    let Some(session) = store.get_session(session_id).await? else {
+        return Ok(report);
+    };
+    let last_at = store
+        .session_records(session_id, report.last_seq.saturating_sub(1), 1)
+        .await?
+        .first()
+        .and_then(|r| r.record.get("at").and_then(serde_json::Value::as_i64))
+        .unwrap_or(session.started_at);
+    let node = store
+        .get_node(&session.node_id)
+        .await?
+        .map(|n| (n.last_seen_at, n.process_started_at));
+    let stale = i64::try_from(node_stale_after.as_micros()).unwrap_or(i64::MAX);
+    if verify::tail_lost(last_at, node, sluice_common::unix_us(), stale) {
+        report.set_lost_tail();
+    }
+    Ok(report)
+}
+
 /// The verdict on the store as a whole.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreReport {

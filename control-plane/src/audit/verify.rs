@@ -150,9 +150,41 @@ pub struct Report {
     pub problem: Option<Problem>,
     /// Signed statements that were checked against the events.
     pub anchors: Vec<Anchor>,
+    /// Whether the last event closes the session (its end, or a record of
+    /// one event such as a refused sign-in or a configuration change).
+    #[serde(default)]
+    pub ended: bool,
+    /// The session has no end and can receive none: its node stopped (or
+    /// restarted) after the last stored event, so whatever it had not
+    /// delivered is lost. Reported as a gap after `last_seq`, never as an
+    /// intact record.
+    #[serde(default)]
+    pub lost_tail: bool,
+}
+
+/// Event kinds that close a session's record.
+const CLOSING: [&str; 3] = ["session_end", "auth_failure", "config_change"];
+
+/// Whether a session without an end can still receive events: no if its
+/// node has not been heard from for `stale_us`, or registered a new process
+/// after the session's last stored event (a process's undelivered events die
+/// with it). `node` is (last seen, process started), µs; with no record of
+/// the node nothing can be said.
+pub fn tail_lost(last_event_at: i64, node: Option<(i64, i64)>, now: i64, stale_us: i64) -> bool {
+    node.is_some_and(|(seen, started)| {
+        now.saturating_sub(seen) > stale_us || started > last_event_at
+    })
 }
 
 impl Report {
+    /// Marks the record's tail as lost (see [`tail_lost`]).
+    pub fn set_lost_tail(&mut self) {
+        self.lost_tail = true;
+        if self.status == Status::Intact {
+            self.status = Status::Gaps;
+        }
+    }
+
     /// True only when the record is intact and complete.
     pub fn ok(&self) -> bool {
         self.status == Status::Intact
@@ -160,6 +192,7 @@ impl Report {
 }
 
 struct Walk {
+    ended: bool,
     session: Option<String>,
     prev_hash: String,
     last_seq: u64,
@@ -189,6 +222,7 @@ pub fn verify(items: &[Item], opts: &Options) -> Report {
         })
         .collect();
     let mut w = Walk {
+        ended: false,
         session: opts.session_id.clone(),
         prev_hash: GENESIS.to_owned(),
         last_seq: 0,
@@ -248,6 +282,8 @@ pub fn verify(items: &[Item], opts: &Options) -> Report {
         gaps: w.gaps,
         problem: found,
         anchors,
+        ended: w.ended,
+        lost_tail: false,
     }
 }
 
@@ -354,6 +390,9 @@ fn step(
         });
     }
     w.prev_hash = hash.to_owned();
+    w.ended = field(m, "kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| CLOSING.contains(&k));
     w.last_seq = seq;
     w.last_line = line;
     w.events += 1;
@@ -696,5 +735,17 @@ mod tests {
         let mut v2 = export(&[1, 2], &SigningKey::generate());
         v2[0] = v2[0].replace("\"v\":1", "\"v\":2");
         assert_eq!(first_bad(&v2), (1, ProblemKind::UnsupportedVersion));
+    }
+
+    #[test]
+    fn a_missing_end_is_lost_only_once_the_node_cannot_send_it() {
+        let stale = 15_000_000;
+        // Node alive, same process: the end may still come.
+        assert!(!tail_lost(100, Some((1_000_000, 50)), 2_000_000, stale));
+        // Silent for too long, or restarted since: lost.
+        assert!(tail_lost(100, Some((1_000_000, 50)), 20_000_000, stale));
+        assert!(tail_lost(100, Some((1_000_000, 500)), 2_000_000, stale));
+        // No record of the node: nothing to say.
+        assert!(!tail_lost(100, None, 2_000_000, stale));
     }
 }

@@ -17,9 +17,12 @@ pub struct Node {
     pub registered_at: i64,
     /// Last heartbeat or registration, µs.
     pub last_seen_at: i64,
+    /// When the node's current process registered, µs: events a previous
+    /// process had not delivered are lost for good.
+    pub process_started_at: i64,
 }
 
-type Row = (String, String, String, String, String, i64, i64);
+type Row = (String, String, String, String, String, i64, i64, i64);
 
 fn from_row(r: Row) -> Node {
     Node {
@@ -30,12 +33,13 @@ fn from_row(r: Row) -> Node {
         join_token_id: r.4,
         registered_at: r.5,
         last_seen_at: r.6,
+        process_started_at: r.7,
     }
 }
 
 macro_rules! columns {
     () => {
-        "id, name, version, listen_addrs, join_token_id, registered_at, last_seen_at"
+        "id, name, version, listen_addrs, join_token_id, registered_at, last_seen_at, process_started_at"
     };
 }
 
@@ -54,9 +58,10 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         with_pool!(self, |p| {
             sqlx::query(
-            "INSERT INTO nodes (id, name, version, listen_addrs, join_token_id, registered_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (name) DO UPDATE SET version = $3, listen_addrs = $4, join_token_id = $5, last_seen_at = $6"
+            "INSERT INTO nodes (id, name, version, listen_addrs, join_token_id, registered_at, last_seen_at, process_started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $6) \
+             ON CONFLICT (name) DO UPDATE SET version = $3, listen_addrs = $4, join_token_id = $5, last_seen_at = $6, \
+             process_started_at = $6"
         )
         .bind(&id)
         .bind(name)

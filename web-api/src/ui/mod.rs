@@ -215,7 +215,10 @@ async fn session_page(
         }
     };
     let key = public_key_b64(s.cp.issuer.key());
-    let verdict = online::verify_session(&s.cp.store, &id, &key).await.ok();
+    let stale = crate::audit::node_stale_after(&s);
+    let verdict = online::verify_session_live(&s.cp.store, &id, &key, stale)
+        .await
+        .ok();
     html(
         StatusCode::OK,
         pages::session_page(

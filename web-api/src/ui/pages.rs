@@ -158,6 +158,9 @@ fn verdict(r: Option<&Report>) -> Markup {
             (Status::Intact, _) => {
                 html! { span.allow { "intact: " (r.events) " events, chain and checkpoint check" } }
             }
+            (Status::Gaps, _) if r.lost_tail => {
+                html! { span.approval { "incomplete: the node stopped after event " (r.last_seq) " and the rest of the session never arrived" } }
+            }
             (Status::Gaps, _) => {
                 html! { span.approval { "gaps: events a node lost before they were stored (" (r.gaps.len()) " ranges)" } }
             }

@@ -9,3 +9,8 @@ WHEN NOT EXISTS (
     WHERE h.session_id = OLD.session_id AND h.last_hash LIKE 'deleted:%'
 )
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only: DELETE on session_events refused'); END;
+
+-- When each node's current process registered: a session whose node
+-- restarted after its last stored event can receive no more, so verification
+-- reports its missing end as a lost tail.
+ALTER TABLE nodes ADD COLUMN process_started_at BIGINT NOT NULL DEFAULT 0;

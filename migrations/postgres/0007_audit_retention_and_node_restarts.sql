@@ -22,3 +22,8 @@ DROP TRIGGER session_events_append_only ON session_events;
 CREATE TRIGGER session_events_append_only
     BEFORE UPDATE OR DELETE ON session_events
     FOR EACH ROW EXECUTE FUNCTION sluice_audit_retire_only();
+
+-- When each node's current process registered: a session whose node
+-- restarted after its last stored event can receive no more, so verification
+-- reports its missing end as a lost tail.
+ALTER TABLE nodes ADD COLUMN process_started_at BIGINT NOT NULL DEFAULT 0;
