@@ -228,9 +228,21 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// The newest sessions (first page), newest first.
+    /// The newest client sessions (first page), newest first: records of
+    /// configuration changes (kind `admin`) are left out; see
+    /// [`Self::admin_changes`].
     pub async fn sessions(&self) -> anyhow::Result<Vec<Value>> {
         let page = self.get("/api/v1/sessions?limit=500").await?;
+        let all = page["items"].as_array().cloned().unwrap_or_default();
+        Ok(all
+            .into_iter()
+            .filter(|s| s["identity_kind"] != "admin")
+            .collect())
+    }
+
+    /// The recorded configuration changes, newest first.
+    pub async fn admin_changes(&self) -> anyhow::Result<Vec<Value>> {
+        let page = self.get("/api/v1/sessions?kind=admin&limit=500").await?;
         Ok(page["items"].as_array().cloned().unwrap_or_default())
     }
 

@@ -117,6 +117,14 @@ async fn sessions_and_their_statements_are_recorded_exactly_and_in_order() {
         .filter_map(|s| s["application_name"].as_str())
         .collect();
     assert_eq!(apps, ["e2e-audit", "e2e-audit-first"], "{sessions:?}");
+    // Loading the policy at start is on record as a configuration change.
+    let changes = api.admin_changes().await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["identity"] == "sluice dev" && c["target"] == "policy observe"),
+        "{changes:?}"
+    );
     assert_eq!(sessions[0]["id"], id.as_str());
     for (field, want) in [
         ("identity", "agent"),
