@@ -64,6 +64,8 @@ pub struct Decision {
     /// setting's value was involved), so it may be cached by the text's
     /// literal-free fingerprint.
     pub same_for_any_literals: bool,
+    /// How the results are masked, when masking applies to the session.
+    pub masking: Option<crate::mask::MaskHandle>,
 }
 
 impl Decision {

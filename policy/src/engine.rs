@@ -7,6 +7,7 @@ use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
 use crate::decision::{Decision, Subject, Verdict};
 use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
+use crate::mask::{MaskHandle, MaskPlan, MaskSet, lineage};
 
 /// One statement's decision under one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,7 +336,7 @@ impl PolicySet {
     pub fn check(&self, subject: &Subject<'_>, text: &str) -> Check {
         let applicable: Vec<&Policy> = self.policies().filter(|p| p.applies(subject)).collect();
         let names = applicable.iter().map(|p| p.name().to_owned()).collect();
-        let statements = match classify::classify(text) {
+        let parsed = match classify::parse(text) {
             Ok(s) => s,
             Err(e) => {
                 return Check {
@@ -349,6 +350,7 @@ impl PolicySet {
                 };
             }
         };
+        let statements = classify::classify_parsed(&parsed);
         let kinds = statements
             .iter()
             .map(|s| s.kind.name().to_owned())
@@ -363,6 +365,7 @@ impl PolicySet {
             ),
             kinds,
             same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
+            masking: None,
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
         for p in &applicable {
@@ -377,10 +380,56 @@ impl PolicySet {
             decision.rule = o.rule;
             decision.reason = o.reason;
         }
+        if decision.verdict != Verdict::Deny {
+            mask_decision(&mut decision, &applicable, &parsed);
+        }
         Check {
             decision,
             statements,
             policies: names,
         }
     }
+}
+
+/// Adds the masking plan to a decision that lets the statement run, or turns
+/// it into a refusal when a statement would use a masked value as an oracle.
+/// A masked decision is never reused for other literals: `ORDER BY 1` and
+/// `ORDER BY 2` differ only by a literal.
+fn mask_decision(
+    decision: &mut Decision,
+    applicable: &[&Policy],
+    parsed: &[sqlparser::ast::Statement],
+) {
+    let set = MaskSet {
+        policies: applicable
+            .iter()
+            .filter_map(|p| p.masking.clone().map(|m| (p.name().to_owned(), m)))
+            .collect(),
+    };
+    if set.is_empty() {
+        return;
+    }
+    decision.same_for_any_literals = false;
+    let mut statements = Vec::with_capacity(parsed.len());
+    for (i, stmt) in parsed.iter().enumerate() {
+        match lineage::lineage(stmt, &set) {
+            Ok(l) => statements.push(l),
+            Err(why) => {
+                let policy = set.policies[0].0.clone();
+                decision.verdict = Verdict::Deny;
+                decision.reason = if parsed.len() > 1 {
+                    format!("statement {}: {why} (policy \"{policy}\", masking)", i + 1)
+                } else {
+                    format!("{why} (policy \"{policy}\", masking)")
+                };
+                decision.policy = Some(policy);
+                decision.rule = Some("masking".to_owned());
+                return;
+            }
+        }
+    }
+    decision.masking = Some(MaskHandle(Arc::new(MaskPlan {
+        set: Arc::new(set),
+        statements,
+    })));
 }

@@ -26,6 +26,9 @@ pub struct PolicyDoc {
     pub approval: ApprovalDoc,
     /// Rules for SQL statements.
     pub statements: StatementsDoc,
+    /// Result masking: masked columns and detectors.
+    #[serde(default)]
+    pub masking: crate::mask::model::MaskingDoc,
 }
 
 /// The sessions a policy governs: all listed conditions must hold.
