@@ -89,7 +89,7 @@ fn builtin(kind: DetectorKind) -> (&'static str, &'static str, Check) {
         ),
         DetectorKind::Jwt => (
             "jwt",
-            r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
+            r"(?i)\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
             Check::None,
         ),
         DetectorKind::PrivateKey => (
