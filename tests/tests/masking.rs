@@ -348,12 +348,12 @@ async fn the_audit_record_counts_masked_values_and_holds_none() {
         .iter()
         .find(|e| {
             e["kind"] == "statement"
-                && e["statement"]["text"]
+                && e["text"]
                     .as_str()
                     .is_some_and(|t| t.contains("email, ssn"))
         })
         .unwrap_or_else(|| panic!("{events:#?}"));
-    let masked = &stmt["statement"]["masked"];
+    let masked = &stmt["masked"];
     assert_eq!(masked["column:public.customers.email"], 4, "{stmt:#}");
     assert_eq!(masked["column:public.customers.ssn"], 4, "{stmt:#}");
     assert!(masked["detector:email"].as_u64().unwrap() >= 1, "{stmt:#}");
