@@ -409,3 +409,6 @@ fn taints(lineage: Option<&Lineage>, names: &[Option<&str>]) -> Vec<Taint> {
     out
 }
 
+
+#[cfg(test)]
+mod tests;
