@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
 use crate::decision::{Decision, Subject, Verdict};
-use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
 use crate::mask::{MaskHandle, MaskPlan, MaskSet, lineage};
+use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
 
 /// One statement's decision under one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -197,7 +197,10 @@ mod tests {
         .unwrap();
         let r = m.rule_of("public", "customers", "ssn").unwrap();
         assert_eq!(m.rules[r].name, "public.customers.ssn");
-        assert_eq!(m.rules[m.rule_of("billing", "cards", "number").unwrap()].mask, Mask::KeepLast(4));
+        assert_eq!(
+            m.rules[m.rule_of("billing", "cards", "number").unwrap()].mask,
+            Mask::KeepLast(4)
+        );
         assert!(m.rule_of("public", "customers", "name").is_none());
         assert_eq!(m.masked_columns("public", "customers").len(), 1);
     }

@@ -107,7 +107,10 @@ fn builtin(kind: DetectorKind) -> (&'static str, &'static str, Check) {
 
 impl Detectors {
     /// Compiles the enabled built-ins and the custom detectors.
-    pub fn new(builtins: &[DetectorKind], custom: &[CustomDetectorDoc]) -> Result<Self, DetectError> {
+    pub fn new(
+        builtins: &[DetectorKind],
+        custom: &[CustomDetectorDoc],
+    ) -> Result<Self, DetectError> {
         let mut kinds = builtins.to_vec();
         kinds.sort();
         kinds.dedup();
@@ -239,7 +242,7 @@ pub fn luhn(s: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The IBAN mod-97 check over `s` (spaces ignored).
@@ -286,7 +289,10 @@ mod tests {
         let out = d
             .scrub(v.as_bytes(), &mut hits)
             .map_or_else(|| v.to_owned(), |b| String::from_utf8(b).unwrap());
-        (out, hits.iter().map(|h| d.name(h.detector).to_owned()).collect())
+        (
+            out,
+            hits.iter().map(|h| d.name(h.detector).to_owned()).collect(),
+        )
     }
 
     fn all() -> Detectors {
@@ -297,15 +303,31 @@ mod tests {
     fn each_builtin_detector_finds_its_kind() {
         let d = all();
         for (text, secret, kind) in [
-            ("mail bob.backup@corpmail.example now", "bob.backup@corpmail.example", "email"),
+            (
+                "mail bob.backup@corpmail.example now",
+                "bob.backup@corpmail.example",
+                "email",
+            ),
             ("card 4111 1111 1111 1111 ok", "4111 1111 1111 1111", "card"),
             ("card 4111111111111111", "4111111111111111", "card"),
             ("ssn 123-45-6789.", "123-45-6789", "ssn"),
             ("call +41-44-555-0199 today", "+41-44-555-0199", "phone"),
             ("call (202) 555-0143", "(202) 555-0143", "phone"),
-            ("iban GB82 WEST 1234 5698 7654 32 ok", "GB82 WEST 1234 5698 7654 32", "iban"),
-            ("key AKIAZ7QX4EXAMPLE9PLM was rotated", "AKIAZ7QX4EXAMPLE9PLM", "aws_access_key"),
-            ("key akiaz7qx4example9plm", "akiaz7qx4example9plm", "aws_access_key"),
+            (
+                "iban GB82 WEST 1234 5698 7654 32 ok",
+                "GB82 WEST 1234 5698 7654 32",
+                "iban",
+            ),
+            (
+                "key AKIAZ7QX4EXAMPLE9PLM was rotated",
+                "AKIAZ7QX4EXAMPLE9PLM",
+                "aws_access_key",
+            ),
+            (
+                "key akiaz7qx4example9plm",
+                "akiaz7qx4example9plm",
+                "aws_access_key",
+            ),
             (
                 "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGVuIn0.c2lnbmF0dXJlMTIz",
                 "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGVuIn0.c2lnbmF0dXJlMTIz",
@@ -316,8 +338,16 @@ mod tests {
                 "MIIEabc",
                 "private_key",
             ),
-            ("sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv", "sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv", "secret_key"),
-            ("whsec_Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5", "Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5", "secret_key"),
+            (
+                "sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv",
+                "sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv",
+                "secret_key",
+            ),
+            (
+                "whsec_Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5",
+                "Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5",
+                "secret_key",
+            ),
             ("ghp_abcdefghijklmnop", "ghp_abcdefghijklmnop", "secret_key"),
             ("xoxb-1234567890-abc", "xoxb-1234567890-abc", "secret_key"),
         ] {

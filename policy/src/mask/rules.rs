@@ -120,8 +120,7 @@ mod tests {
     use super::*;
 
     fn s(m: &Mask, v: &str) -> Option<String> {
-        m.apply(v.as_bytes())
-            .map(|b| String::from_utf8(b).unwrap())
+        m.apply(v.as_bytes()).map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
@@ -140,7 +139,10 @@ mod tests {
             s(&Mask::KeepLast(4), "+1-202-555-0143").as_deref(),
             Some("****0143")
         );
-        assert_eq!(s(&Mask::KeepFirst(2), "abcdefgh").as_deref(), Some("ab****"));
+        assert_eq!(
+            s(&Mask::KeepFirst(2), "abcdefgh").as_deref(),
+            Some("ab****")
+        );
         // Too short to keep anything safely.
         assert_eq!(s(&Mask::KeepLast(4), "12345678").as_deref(), Some("****"));
         assert_eq!(s(&Mask::KeepFirst(0), "abcdefgh").as_deref(), Some("****"));
@@ -161,10 +163,7 @@ mod tests {
     #[test]
     fn hash_is_keyed_stable_and_matches_rfc4231() {
         // RFC 4231 test case 2.
-        let full = {
-            let m = hash_hex(b"Jefe", b"what do ya want for nothing?");
-            m
-        };
+        let full = hash_hex(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(full, "5bdcc146bf60754e");
         let a = Mask::Hash(b"k1".to_vec());
         let b = Mask::Hash(b"k2".to_vec());

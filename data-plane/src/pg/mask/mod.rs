@@ -165,7 +165,10 @@ impl ExecMask {
             .into_iter()
             .map(|t| match t {
                 Taint::Clear => ColumnAction::Pass { scan: true },
-                _ => ColumnAction::Mask { taint: t, text: true },
+                _ => ColumnAction::Mask {
+                    taint: t,
+                    text: true,
+                },
             })
             .collect()
     }
@@ -180,7 +183,11 @@ impl ExecMask {
                 return Some(Frame::new(b'D', &0i16.to_be_bytes()));
             }
         };
-        if self.actions.as_ref().is_none_or(|a| a.len() != values.len()) {
+        if self
+            .actions
+            .as_ref()
+            .is_none_or(|a| a.len() != values.len())
+        {
             self.actions = Some(self.execute_actions(values.len()));
         }
         let actions = self.actions.clone().unwrap_or_default();
@@ -213,10 +220,9 @@ impl ExecMask {
                 (Some(_), ColumnAction::Pass { scan: false }) => None,
                 (Some(v), ColumnAction::Mask { taint, text }) => {
                     let (key, masked) = match taint {
-                        Taint::Column(r) => (
-                            set.counter_name(*r),
-                            set.mask(*r).and_then(|m| m.apply(v)),
-                        ),
+                        Taint::Column(r) => {
+                            (set.counter_name(*r), set.mask(*r).and_then(|m| m.apply(v)))
+                        }
                         _ => (
                             "computed".to_owned(),
                             Some(sluice_policy::mask::rules::REDACTED.as_bytes().to_vec()),
@@ -408,7 +414,6 @@ fn taints(lineage: Option<&Lineage>, names: &[Option<&str>]) -> Vec<Taint> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -94,7 +94,9 @@ fn computed_columns_are_redacted_and_binary_non_text_becomes_null() {
 
 #[test]
 fn each_statement_of_a_query_gets_its_own_lineage() {
-    let mut m = ExecMask::simple(plan("SELECT name FROM customers; SELECT ssn FROM customers"));
+    let mut m = ExecMask::simple(plan(
+        "SELECT name FROM customers; SELECT ssn FROM customers",
+    ));
     m.on_row_description(&row_desc(&[("name", 25, 0)]));
     assert!(m.on_data_row(&row(&[Some("Alice")])).is_none());
     m.on_complete();
@@ -128,7 +130,9 @@ fn execute_uses_the_statement_description_and_bind_formats() {
         DescSlot::default(),
         Arc::from([]),
     );
-    let out = blind.on_data_row(&row(&[Some("1"), Some("Alice")])).unwrap();
+    let out = blind
+        .on_data_row(&row(&[Some("1"), Some("Alice")]))
+        .unwrap();
     assert_eq!(values(&out), [Some("****".into()), Some("****".into())]);
 }
 
@@ -151,18 +155,22 @@ fn errors_lose_quoted_values_and_detected_secrets() {
     let out = scrub_notice(&p, b'E', &body, &mut counts).unwrap();
     let text = String::from_utf8_lossy(out.body()).into_owned();
     assert!(!text.contains("123-45-6789"), "{text}");
-    assert!(text.contains("invalid input syntax for type integer: \"****\""), "{text}");
+    assert!(
+        text.contains("invalid input syntax for type integer: \"****\""),
+        "{text}"
+    );
     assert!(text.contains("22P02"));
     // Statements that touch no masked column keep their quotes; detectors
     // still run.
     let p = plan("SELECT name::int FROM customers");
-    let body = wire::encode_notice_fields(
-        [(b'M', &b"bad \"Alice\" mail x@y.io"[..])].into_iter(),
-    );
+    let body = wire::encode_notice_fields([(b'M', &b"bad \"Alice\" mail x@y.io"[..])].into_iter());
     let out = scrub_notice(&p, b'N', &body, &mut counts).unwrap();
     assert_eq!(out.tag(), b'N');
     let text = String::from_utf8_lossy(out.body()).into_owned();
-    assert!(text.contains("\"Alice\"") && text.contains("[email]"), "{text}");
+    assert!(
+        text.contains("\"Alice\"") && text.contains("[email]"),
+        "{text}"
+    );
 }
 
 #[test]

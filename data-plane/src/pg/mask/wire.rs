@@ -105,7 +105,11 @@ pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, Malformed> {
 /// Encodes a DataRow body.
 pub fn encode_data_row<'a>(values: impl ExactSizeIterator<Item = Option<&'a [u8]>>) -> Vec<u8> {
     let mut body = Vec::with_capacity(64);
-    body.extend_from_slice(&i16::try_from(values.len()).unwrap_or(i16::MAX).to_be_bytes());
+    body.extend_from_slice(
+        &i16::try_from(values.len())
+            .unwrap_or(i16::MAX)
+            .to_be_bytes(),
+    );
     for v in values {
         match v {
             None => body.extend_from_slice(&(-1i32).to_be_bytes()),
@@ -225,7 +229,7 @@ mod tests {
         for cut in 0..body.len() {
             assert!(data_row(&body[..cut]).is_err(), "{cut}");
         }
-        let mut long = body.clone();
+        let mut long = body;
         long.push(0);
         assert!(data_row(&long).is_err());
     }
@@ -250,7 +254,8 @@ mod tests {
 
     #[test]
     fn notice_fields_round_trip() {
-        let body = encode_notice_fields([(b'S', &b"ERROR"[..]), (b'M', &b"bad \"x\""[..])].into_iter());
+        let body =
+            encode_notice_fields([(b'S', &b"ERROR"[..]), (b'M', &b"bad \"x\""[..])].into_iter());
         let f = notice_fields(&body).unwrap();
         assert_eq!(f, [(b'S', &b"ERROR"[..]), (b'M', &b"bad \"x\""[..])]);
         assert!(notice_fields(&body[..body.len() - 1]).is_err());

@@ -13,7 +13,11 @@ use crate::pg::mask::{self, wire};
 /// The frame to send in place of `frame`, if masking changes it. `last` is
 /// the most recent plan seen, used for errors and notices that belong to no
 /// execution.
-pub fn on_server(t: &mut Tracker, frame: &Frame, last: &mut Option<Arc<MaskPlan>>) -> Option<Frame> {
+pub fn on_server(
+    t: &mut Tracker,
+    frame: &Frame,
+    last: &mut Option<Arc<MaskPlan>>,
+) -> Option<Frame> {
     let tag = frame.tag();
     match t.front_expect_mut() {
         Some(Expect::DescribeStatement(Some(slot)) | Expect::DescribePortal(Some(slot))) => {

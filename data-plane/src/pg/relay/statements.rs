@@ -143,7 +143,8 @@ impl ClientState {
                 let (portal, _) = frontend::execute(frame.body()).map_err(|e| malformed(&e))?;
                 let exec = match self.portals.get(portal) {
                     Some(p) => {
-                        let mut x = Exec::new(p.text.clone(), p.decision.clone(), Protocol::Extended);
+                        let mut x =
+                            Exec::new(p.text.clone(), p.decision.clone(), Protocol::Extended);
                         x.mask = p.decision.masking.as_ref().map(|m| {
                             Box::new(ExecMask::execute(
                                 m.0.clone(),

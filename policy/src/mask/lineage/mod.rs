@@ -536,11 +536,12 @@ impl Analyzer<'_> {
                     .map(|col| Item { name: None, col })
                     .collect()
             }
-            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => self
-                .statement(s)
-                .into_iter()
-                .map(|col| Item { name: None, col })
-                .collect(),
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+                self.statement(s)
+                    .into_iter()
+                    .map(|col| Item { name: None, col })
+                    .collect()
+            }
         };
         if let Some(ob) = order_by {
             let scope = Scope {
@@ -584,7 +585,12 @@ impl Analyzer<'_> {
         t
     }
 
-    fn select(&mut self, s: &Select, outer: Option<&Scope<'_>>, order_by: Option<&OrderBy>) -> Vec<Item> {
+    fn select(
+        &mut self,
+        s: &Select,
+        outer: Option<&Scope<'_>>,
+        order_by: Option<&OrderBy>,
+    ) -> Vec<Item> {
         let mut scope = Scope {
             sources: Vec::new(),
             outer,
@@ -721,7 +727,12 @@ impl Analyzer<'_> {
     }
 
     /// A base table (or CTE) by name.
-    fn table(&mut self, name: &ObjectName, alias: Option<String>, cols: Option<&TableAlias>) -> Source {
+    fn table(
+        &mut self,
+        name: &ObjectName,
+        alias: Option<String>,
+        cols: Option<&TableAlias>,
+    ) -> Source {
         let parts = names::parts(name).unwrap_or_default();
         // An unqualified name may be a CTE.
         if parts.len() == 1
@@ -837,7 +848,9 @@ impl Analyzer<'_> {
                     depth: 0,
                     taint: &mut t,
                 });
-                scope.sources.push(opaque(None, None, Taint::Derived.union(t)));
+                scope
+                    .sources
+                    .push(opaque(None, None, Taint::Derived.union(t)));
             }
         }
     }
@@ -927,7 +940,9 @@ impl Analyzer<'_> {
                                 if s.whole_row().is_tainted() {
                                     self.touches = true;
                                 }
-                                out.extend(s.star().into_iter().map(|col| Item { name: None, col }));
+                                out.extend(
+                                    s.star().into_iter().map(|col| Item { name: None, col }),
+                                );
                             }
                             None => out.push(Item {
                                 name: None,

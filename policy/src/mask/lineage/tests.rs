@@ -70,12 +70,27 @@ const C: Taint = Taint::Clear;
 
 #[test]
 fn direct_references_keep_the_column_mask() {
-    assert_eq!(ones("SELECT email, ssn FROM customers"), [rule("email"), rule("ssn")]);
-    assert_eq!(ones("SELECT email AS contact FROM customers"), [rule("email")]);
+    assert_eq!(
+        ones("SELECT email, ssn FROM customers"),
+        [rule("email"), rule("ssn")]
+    );
+    assert_eq!(
+        ones("SELECT email AS contact FROM customers"),
+        [rule("email")]
+    );
     assert_eq!(ones("SELECT c.ssn FROM customers c"), [rule("ssn")]);
-    assert_eq!(ones("SELECT public.customers.ssn FROM customers"), [rule("ssn")]);
-    assert_eq!(ones("SELECT x.s FROM (SELECT ssn AS s FROM customers) x"), [rule("ssn")]);
-    assert_eq!(ones("SELECT (SELECT ssn FROM customers LIMIT 1)"), [rule("ssn")]);
+    assert_eq!(
+        ones("SELECT public.customers.ssn FROM customers"),
+        [rule("ssn")]
+    );
+    assert_eq!(
+        ones("SELECT x.s FROM (SELECT ssn AS s FROM customers) x"),
+        [rule("ssn")]
+    );
+    assert_eq!(
+        ones("SELECT (SELECT ssn FROM customers LIMIT 1)"),
+        [rule("ssn")]
+    );
     assert_eq!(ones("SELECT id, name FROM customers"), [C, C]);
     assert_eq!(ones("SELECT amount, status FROM orders"), [C, C]);
 }
@@ -155,10 +170,7 @@ fn ctes_subqueries_unions_and_values_carry_masks() {
         ones("SELECT email FROM customers UNION ALL SELECT ssn FROM customers"),
         [D]
     );
-    assert_eq!(
-        ones("SELECT * FROM (VALUES (1), (2)) v(a)"),
-        [C]
-    );
+    assert_eq!(ones("SELECT * FROM (VALUES (1), (2)) v(a)"), [C]);
     assert_eq!(
         ones("VALUES ((SELECT ssn FROM customers LIMIT 1))"),
         [rule("ssn")]
@@ -168,11 +180,15 @@ fn ctes_subqueries_unions_and_values_carry_masks() {
         [rule("ssn")]
     );
     assert_eq!(
-        ones("WITH RECURSIVE r(n, s) AS (SELECT 1, ssn FROM customers UNION ALL SELECT n + 1, s FROM r WHERE n < 3) SELECT n, s FROM r"),
+        ones(
+            "WITH RECURSIVE r(n, s) AS (SELECT 1, ssn FROM customers UNION ALL SELECT n + 1, s FROM r WHERE n < 3) SELECT n, s FROM r"
+        ),
         [C, rule("ssn")]
     );
     assert_eq!(
-        ones("SELECT o.amount, (SELECT c.email FROM customers c WHERE c.id = o.customer_id) FROM orders o"),
+        ones(
+            "SELECT o.amount, (SELECT c.email FROM customers c WHERE c.id = o.customer_id) FROM orders o"
+        ),
         [C, rule("email")]
     );
 }
@@ -185,27 +201,81 @@ fn masked_values_steering_the_result_are_denied() {
         ("SELECT ssn AS s FROM customers ORDER BY s", "ORDER BY"),
         ("SELECT ssn, id FROM customers ORDER BY 1", "ORDER BY"),
         ("SELECT count(*) FROM customers GROUP BY ssn", "GROUP BY"),
-        ("SELECT count(*) FROM customers HAVING max(ssn) > '5'", "HAVING"),
+        (
+            "SELECT count(*) FROM customers HAVING max(ssn) > '5'",
+            "HAVING",
+        ),
         ("SELECT DISTINCT email FROM customers", "DISTINCT"),
-        ("SELECT DISTINCT ON (email) id FROM customers", "DISTINCT ON"),
-        ("SELECT o.id FROM orders o JOIN customers c ON c.ssn = '1'", "JOIN"),
-        ("SELECT 1 FROM customers a JOIN customers b USING (ssn)", "USING"),
-        ("SELECT 1 FROM customers NATURAL JOIN app_secrets", "NATURAL"),
-        ("SELECT row_number() OVER (ORDER BY ssn) FROM customers", "window"),
-        ("SELECT count(*) OVER (PARTITION BY email) FROM customers", "window"),
-        ("SELECT count(*) FILTER (WHERE ssn > '5') FROM customers", "FILTER"),
-        ("SELECT string_agg(name, ',' ORDER BY ssn) FROM customers", "ORDER BY"),
-        ("SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE ssn = 'x')", "WHERE"),
-        ("SELECT id FROM orders WHERE EXISTS (SELECT 1 FROM customers WHERE email LIKE 'a%')", "WHERE"),
-        ("SELECT id FROM orders WHERE 'x' IN (SELECT ssn FROM customers)", "WHERE"),
-        ("SELECT ssn FROM customers UNION SELECT '123-45-6789'", "UNION"),
-        ("SELECT ssn FROM customers EXCEPT ALL SELECT '123-45-6789'", "EXCEPT"),
-        ("WITH t AS (SELECT * FROM customers) SELECT id FROM t WHERE ssn = '1'", "WHERE"),
-        ("SELECT id FROM customers c WHERE c::text LIKE '%1%'", "WHERE"),
-        ("SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers LIMIT 1)", "LIMIT"),
+        (
+            "SELECT DISTINCT ON (email) id FROM customers",
+            "DISTINCT ON",
+        ),
+        (
+            "SELECT o.id FROM orders o JOIN customers c ON c.ssn = '1'",
+            "JOIN",
+        ),
+        (
+            "SELECT 1 FROM customers a JOIN customers b USING (ssn)",
+            "USING",
+        ),
+        (
+            "SELECT 1 FROM customers NATURAL JOIN app_secrets",
+            "NATURAL",
+        ),
+        (
+            "SELECT row_number() OVER (ORDER BY ssn) FROM customers",
+            "window",
+        ),
+        (
+            "SELECT count(*) OVER (PARTITION BY email) FROM customers",
+            "window",
+        ),
+        (
+            "SELECT count(*) FILTER (WHERE ssn > '5') FROM customers",
+            "FILTER",
+        ),
+        (
+            "SELECT string_agg(name, ',' ORDER BY ssn) FROM customers",
+            "ORDER BY",
+        ),
+        (
+            "SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE ssn = 'x')",
+            "WHERE",
+        ),
+        (
+            "SELECT id FROM orders WHERE EXISTS (SELECT 1 FROM customers WHERE email LIKE 'a%')",
+            "WHERE",
+        ),
+        (
+            "SELECT id FROM orders WHERE 'x' IN (SELECT ssn FROM customers)",
+            "WHERE",
+        ),
+        (
+            "SELECT ssn FROM customers UNION SELECT '123-45-6789'",
+            "UNION",
+        ),
+        (
+            "SELECT ssn FROM customers EXCEPT ALL SELECT '123-45-6789'",
+            "EXCEPT",
+        ),
+        (
+            "WITH t AS (SELECT * FROM customers) SELECT id FROM t WHERE ssn = '1'",
+            "WHERE",
+        ),
+        (
+            "SELECT id FROM customers c WHERE c::text LIKE '%1%'",
+            "WHERE",
+        ),
+        (
+            "SELECT id FROM customers LIMIT (SELECT length(ssn) FROM customers LIMIT 1)",
+            "LIMIT",
+        ),
         ("UPDATE customers SET name = 'x' WHERE ssn = '1'", "WHERE"),
         ("DELETE FROM customers WHERE email = 'x'", "WHERE"),
-        ("EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'", "WHERE"),
+        (
+            "EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'",
+            "WHERE",
+        ),
         ("COPY customers TO STDOUT", "COPY"),
         ("COPY (SELECT id FROM orders) TO STDOUT", "COPY"),
         ("DECLARE c CURSOR FOR SELECT ssn FROM customers", "cursor"),
@@ -218,7 +288,10 @@ fn masked_values_steering_the_result_are_denied() {
 
 #[test]
 fn unmasked_predicates_and_returning_pass() {
-    assert_eq!(ones("SELECT id FROM customers WHERE name = 'x' ORDER BY id"), [C]);
+    assert_eq!(
+        ones("SELECT id FROM customers WHERE name = 'x' ORDER BY id"),
+        [C]
+    );
     assert_eq!(ones("SELECT count(*) FROM customers"), [C]);
     assert_eq!(ones("SELECT count(*) FROM customers GROUP BY name"), [C]);
     assert_eq!(
