@@ -142,6 +142,7 @@ fn statement(session: &str, seq: u64) -> StoredEvent {
             sqlstate: String::new(),
             command_tag: "SELECT 1".to_owned(),
             approval_id: String::new(),
+            masked: Default::default(),
         },
     )
 }

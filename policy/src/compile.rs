@@ -85,6 +85,8 @@ pub struct Policy {
     pub(crate) settings: HashSet<String>,
     pub(crate) setting_values: HashMap<String, Vec<String>>,
     pub(crate) rules: Vec<Rule>,
+    /// Result masking, if the policy masks or detects anything.
+    pub(crate) masking: Option<std::sync::Arc<crate::mask::Masking>>,
 }
 
 impl Policy {
@@ -163,7 +165,11 @@ impl Policy {
             }
             rules.push(rule(&path, r, &named)?);
         }
+        let masking = crate::mask::Masking::compile(&doc.masking)
+            .map_err(|e| err(e.path, e.message))?
+            .map(std::sync::Arc::new);
         Ok(Self {
+            masking,
             targets,
             groups: doc.applies_to.groups.clone(),
             functions,
@@ -172,6 +178,11 @@ impl Policy {
             rules,
             doc,
         })
+    }
+
+    /// The policy's result masking, if any.
+    pub fn masking(&self) -> Option<&crate::mask::Masking> {
+        self.masking.as_deref()
     }
 
     /// The multi-statement mode.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
 use crate::decision::{Decision, Delivery, Subject, Verdict};
+use crate::mask::{MaskHandle, MaskPlan, MaskSet, lineage};
 use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
 
 /// One statement's decision under one policy.
@@ -346,7 +347,7 @@ impl PolicySet {
     pub fn check(&self, subject: &Subject<'_>, text: &str) -> Check {
         let applicable: Vec<&Policy> = self.policies().filter(|p| p.applies(subject)).collect();
         let names = applicable.iter().map(|p| p.name().to_owned()).collect();
-        let statements = match classify::classify(text) {
+        let parsed = match classify::parse(text) {
             Ok(s) => s,
             Err(e) => {
                 return Check {
@@ -360,6 +361,7 @@ impl PolicySet {
                 };
             }
         };
+        let statements = classify::classify_parsed(&parsed);
         let kinds = statements
             .iter()
             .map(|s| s.kind.name().to_owned())
@@ -375,6 +377,7 @@ impl PolicySet {
             kinds,
             same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
             delivery: Delivery::Streamed,
+            masking: None,
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
         for p in &applicable {
@@ -400,10 +403,56 @@ impl PolicySet {
             decision.rule = o.rule;
             decision.reason = o.reason;
         }
+        if decision.verdict != Verdict::Deny {
+            mask_decision(&mut decision, &applicable, &parsed);
+        }
         Check {
             decision,
             statements,
             policies: names,
         }
     }
+}
+
+/// Adds the masking plan to a decision that lets the statement run, or turns
+/// it into a refusal when a statement would use a masked value as an oracle.
+/// A masked decision is never reused for other literals: `ORDER BY 1` and
+/// `ORDER BY 2` differ only by a literal.
+fn mask_decision(
+    decision: &mut Decision,
+    applicable: &[&Policy],
+    parsed: &[sqlparser::ast::Statement],
+) {
+    let set = MaskSet {
+        policies: applicable
+            .iter()
+            .filter_map(|p| p.masking.clone().map(|m| (p.name().to_owned(), m)))
+            .collect(),
+    };
+    if set.is_empty() {
+        return;
+    }
+    decision.same_for_any_literals = false;
+    let mut statements = Vec::with_capacity(parsed.len());
+    for (i, stmt) in parsed.iter().enumerate() {
+        match lineage::lineage(stmt, &set) {
+            Ok(l) => statements.push(l),
+            Err(why) => {
+                let policy = set.policies[0].0.clone();
+                decision.verdict = Verdict::Deny;
+                decision.reason = if parsed.len() > 1 {
+                    format!("statement {}: {why} (policy \"{policy}\", masking)", i + 1)
+                } else {
+                    format!("{why} (policy \"{policy}\", masking)")
+                };
+                decision.policy = Some(policy);
+                decision.rule = Some("masking".to_owned());
+                return;
+            }
+        }
+    }
+    decision.masking = Some(MaskHandle(Arc::new(MaskPlan {
+        set: Arc::new(set),
+        statements,
+    })));
 }

@@ -8,6 +8,7 @@
 //! - [`model`] is the policy document admins write, [`compile`] checks it;
 //! - [`engine`] decides: every applicable policy must allow, and within a
 //!   policy the most restrictive matching rule wins.
+//! - [`mask`] says which result values are masked, and how.
 
 pub mod cache;
 pub mod classify;
@@ -15,6 +16,7 @@ pub mod compile;
 mod decision;
 pub mod engine;
 pub mod lexer;
+pub mod mask;
 pub mod model;
 
 pub use cache::DecisionCache;

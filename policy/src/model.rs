@@ -29,6 +29,9 @@ pub struct PolicyDoc {
     pub audit: AuditDoc,
     /// Rules for SQL statements.
     pub statements: StatementsDoc,
+    /// Result masking: masked columns and detectors.
+    #[serde(default)]
+    pub masking: crate::mask::model::MaskingDoc,
 }
 
 /// Audit settings.

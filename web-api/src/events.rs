@@ -110,6 +110,9 @@ pub enum EventDetail {
         command_tag: Option<String>,
         /// Approval request id, if one was involved.
         approval_id: Option<String>,
+        /// Values masked in the results, per rule (`column:schema.table.column`,
+        /// `computed`) and detector (`detector:NAME`); absent when none.
+        masked: Option<std::collections::BTreeMap<String, u64>>,
     },
     /// The session closed.
     SessionEnd {
@@ -264,6 +267,7 @@ mod tests {
                 sqlstate: s(),
                 command_tag: s(),
                 approval_id: s(),
+                masked: [(s(), 1)].into(),
             },
             EventKind::SessionEnd {
                 reason: s(),

@@ -65,6 +65,7 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
             sqlstate: s.sqlstate,
             command_tag: s.command_tag,
             approval_id: s.approval_id,
+            masked: s.masked.into_iter().collect(),
         },
         Payload::SessionEnd(s) => EventKind::SessionEnd {
             reason: s.reason,

@@ -519,6 +519,7 @@ mod tests {
                 sqlstate: String::new(),
                 command_tag: "SELECT 1".to_owned(),
                 approval_id: String::new(),
+                masked: Default::default(),
             },
         }
     }

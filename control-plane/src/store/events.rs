@@ -65,6 +65,9 @@ pub enum EventKind {
         /// Approval request id, if one was involved.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         approval_id: String,
+        /// Values masked in the results, per rule and detector (counts only).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        masked: std::collections::BTreeMap<String, u64>,
     },
     /// The session closed.
     SessionEnd {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod io;
+pub mod mask;
 pub mod relay;
 pub mod stream;
 pub mod upstream;

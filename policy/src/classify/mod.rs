@@ -1,7 +1,7 @@
 //! Classification: what each statement of a message does, from its parse
 //! tree. The result is plain data that rules are matched against.
 
-mod names;
+pub(crate) mod names;
 mod statement;
 mod walk;
 
@@ -300,6 +300,16 @@ pub enum ClassifyError {
 
 /// Classifies every statement of a message.
 pub fn classify(text: &str) -> Result<Vec<Statement>, ClassifyError> {
+    Ok(classify_parsed(&parse(text)?))
+}
+
+/// Classifies statements already parsed by [`parse`].
+pub fn classify_parsed(stmts: &[sqlparser::ast::Statement]) -> Vec<Statement> {
+    stmts.iter().map(statement::classify).collect()
+}
+
+/// Parses every statement of a message, split as the server splits it.
+pub fn parse(text: &str) -> Result<Vec<sqlparser::ast::Statement>, ClassifyError> {
     let pieces = lexer::split(text)?;
     let mut out = Vec::with_capacity(pieces.len());
     for (n, piece) in pieces.iter().enumerate() {
@@ -317,8 +327,7 @@ pub fn classify(text: &str) -> Result<Vec<Statement>, ClassifyError> {
         if parsed.len() != 1 {
             return Err(ClassifyError::Ambiguous(index));
         }
-        let stmt = parsed.remove(0);
-        out.push(statement::classify(&stmt));
+        out.push(parsed.remove(0));
     }
     Ok(out)
 }

@@ -314,6 +314,7 @@ mod tests {
                 sqlstate: "42501".to_owned(),
                 command_tag: String::new(),
                 approval_id: String::new(),
+                masked: Default::default(),
             },
         };
         let page = session_page(&view(), &[e], None, None).into_string();

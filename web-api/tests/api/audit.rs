@@ -30,6 +30,7 @@ fn statement(session: &str, seq: u64, text: &str, decision: &str) -> StoredEvent
             sqlstate: String::new(),
             command_tag: "SELECT 1".to_owned(),
             approval_id: String::new(),
+            masked: Default::default(),
         },
     }
 }

@@ -157,6 +157,7 @@ fn statement(text: &str) -> EventKind {
         sqlstate: String::new(),
         command_tag: "SELECT 1".to_owned(),
         approval_id: String::new(),
+        masked: Default::default(),
     }
 }
 

@@ -72,6 +72,7 @@ async fn an_auditor_signs_in_and_reads_sessions_as_escaped_html() {
             sqlstate: "42501".to_owned(),
             command_tag: String::new(),
             approval_id: String::new(),
+            masked: Default::default(),
         },
     };
     api.cp.store.append_events(&[statement]).await.unwrap();

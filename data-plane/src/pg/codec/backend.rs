@@ -43,6 +43,11 @@ impl ErrorFields<'_> {
         Frame::new(tag, &body)
     }
 
+    /// As an ErrorResponse (`tag` E) or NoticeResponse (N).
+    pub fn encode_for(&self, tag: u8) -> Frame {
+        self.encode(if tag == b'N' { b'N' } else { b'E' })
+    }
+
     /// As an ErrorResponse.
     pub fn error(&self) -> Frame {
         self.encode(b'E')

@@ -7,6 +7,7 @@
 //! decides every statement before it is forwarded; the server loop attributes
 //! every response to its statement through the shared [`tracker::Tracker`].
 
+mod masking;
 pub mod session;
 mod statements;
 pub mod tracker;
@@ -249,6 +250,7 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     pids: Pids,
 ) -> End {
     let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut last_plan = None;
     loop {
         let done = {
             let Ok(mut t) = tracker.lock() else {
@@ -260,6 +262,7 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     Ok(None) => break,
                     Err(e) => return End::UpstreamLost(e.to_string()),
                 };
+                let frame = masking::on_server(&mut t, &frame, &mut last_plan).unwrap_or(frame);
                 match t.on_server(frame.tag(), frame.body()) {
                     Ok(Action::Forward) => {
                         match backend::renumber_notification(&frame, pids.upstream, pids.client) {

@@ -213,6 +213,11 @@ impl SessionCtx {
             approval_id: String::new(),
             policy: d.policy.clone().unwrap_or_default(),
             policy_version: String::new(),
+            masked: exec
+                .mask
+                .as_ref()
+                .map(|m| m.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default(),
         }));
     }
 

@@ -14,6 +14,7 @@ use crate::control::audit::AuditFull;
 use crate::pg::codec::frame::Frame;
 use crate::pg::codec::frontend;
 use crate::pg::error::{ClientError, sqlstate};
+use crate::pg::mask::{DescSlot, ExecMask};
 
 /// Text the server is certain to reject at its first (raw) parsing stage, in
 /// any transaction state. A refused statement is replaced by it, so the
@@ -23,11 +24,17 @@ use crate::pg::error::{ClientError, sqlstate};
 /// for the refusal.
 const MARKER: &[u8] = b"SLUICE REFUSED";
 
-/// A statement the client prepared, as the gateway saw it.
+/// A statement the client prepared (or a portal bound from one), as the
+/// gateway saw it.
 #[derive(Debug, Clone)]
 struct Prepared {
     text: Arc<str>,
     decision: Arc<Decision>,
+    /// Its RowDescription, once described (for masking).
+    desc: DescSlot,
+    /// For a portal: its statement's description, and the result formats.
+    stmt_desc: DescSlot,
+    formats: Arc<[i16]>,
 }
 
 /// Per-connection client-side state.
@@ -92,6 +99,11 @@ impl ClientState {
                 {
                     exec.decision = Arc::new(Decision::deny(e.to_string()));
                 }
+                exec.mask = exec
+                    .decision
+                    .masking
+                    .as_ref()
+                    .map(|m| Box::new(ExecMask::simple(m.0.clone())));
                 if exec.decision.verdict == Verdict::Allow {
                     out.extend_from_slice(&frame.raw);
                 } else {
@@ -113,6 +125,9 @@ impl ClientState {
                         .or_insert_with(|| Prepared {
                             text: exec.text.clone(),
                             decision: exec.decision.clone(),
+                            desc: DescSlot::default(),
+                            stmt_desc: DescSlot::default(),
+                            formats: Arc::from([]),
                         });
                     out.extend_from_slice(&frame.raw);
                     tracker.push(Expect::Parse { denial: None });
@@ -129,7 +144,15 @@ impl ClientState {
                     frontend::bind(frame.body()).map_err(|e| malformed(&e))?;
                 match self.statements.get(statement) {
                     Some(p) => {
-                        self.portals.insert(portal.to_vec(), p.clone());
+                        let formats = crate::pg::mask::wire::bind_result_formats(frame.body())
+                            .unwrap_or_default();
+                        let portal_entry = Prepared {
+                            desc: DescSlot::default(),
+                            stmt_desc: p.desc.clone(),
+                            formats: Arc::from(formats),
+                            ..p.clone()
+                        };
+                        self.portals.insert(portal.to_vec(), portal_entry);
                     }
                     None => {
                         self.portals.remove(portal);
@@ -141,7 +164,19 @@ impl ClientState {
             b'E' => {
                 let (portal, _) = frontend::execute(frame.body()).map_err(|e| malformed(&e))?;
                 let exec = match self.portals.get(portal) {
-                    Some(p) => Exec::new(p.text.clone(), p.decision.clone(), Protocol::Extended),
+                    Some(p) => {
+                        let mut x =
+                            Exec::new(p.text.clone(), p.decision.clone(), Protocol::Extended);
+                        x.mask = p.decision.masking.as_ref().map(|m| {
+                            Box::new(ExecMask::execute(
+                                m.0.clone(),
+                                p.stmt_desc.clone(),
+                                p.desc.clone(),
+                                p.formats.clone(),
+                            ))
+                        });
+                        x
+                    }
                     // The server will refuse an unknown portal; record what was asked.
                     None => Exec::new(
                         Arc::from(""),
@@ -156,13 +191,13 @@ impl ClientState {
                 tracker.push(Expect::Execute(exec));
             }
             b'D' => {
-                let (kind, _) =
+                let (kind, name) =
                     frontend::target(frame.body(), "Describe").map_err(|e| malformed(&e))?;
                 out.extend_from_slice(&frame.raw);
                 tracker.push(if kind == b'S' {
-                    Expect::DescribeStatement
+                    Expect::DescribeStatement(self.statements.get(name).map(|p| p.desc.clone()))
                 } else {
-                    Expect::DescribePortal
+                    Expect::DescribePortal(self.portals.get(name).map(|p| p.desc.clone()))
                 });
             }
             b'C' => {

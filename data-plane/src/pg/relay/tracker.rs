@@ -65,6 +65,8 @@ pub struct Exec {
     pub skipped: bool,
     /// Already in the audit trail (refusals are recorded when decided).
     pub recorded: bool,
+    /// How its results are masked, when masking applies.
+    pub mask: Option<Box<crate::pg::mask::ExecMask>>,
 }
 
 impl Exec {
@@ -81,6 +83,7 @@ impl Exec {
             denial: None,
             skipped: false,
             recorded: false,
+            mask: None,
         }
     }
 }
@@ -95,10 +98,11 @@ pub enum Expect {
     },
     /// BindComplete.
     Bind,
-    /// ParameterDescription then RowDescription or NoData.
-    DescribeStatement,
-    /// RowDescription or NoData.
-    DescribePortal,
+    /// ParameterDescription then RowDescription or NoData; the description
+    /// is kept in the slot for masking.
+    DescribeStatement(Option<crate::pg::mask::DescSlot>),
+    /// RowDescription or NoData, kept in the slot for masking.
+    DescribePortal(Option<crate::pg::mask::DescSlot>),
     /// Results of an Execute.
     Execute(Exec),
     /// CloseComplete.
@@ -203,6 +207,11 @@ impl Tracker {
         self.queue.front().map(|o| &o.expect)
     }
 
+    /// The response owed first, for masking to look at.
+    pub fn front_expect_mut(&mut self) -> Option<&mut Expect> {
+        self.front_mut()
+    }
+
     fn front_mut(&mut self) -> Option<&mut Expect> {
         self.queue.front_mut().map(|o| &mut o.expect)
     }
@@ -249,7 +258,7 @@ impl Tracker {
             None => "nothing",
             Some(Expect::Parse { .. }) => "ParseComplete",
             Some(Expect::Bind) => "BindComplete",
-            Some(Expect::DescribeStatement | Expect::DescribePortal) => "Describe response",
+            Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_)) => "Describe response",
             Some(Expect::Execute(_)) => "Execute results",
             Some(Expect::Close) => "CloseComplete",
             Some(Expect::Sync) => "ReadyForQuery",
@@ -273,14 +282,14 @@ impl Tracker {
             b'2' => self.pop_if(tag, |e| matches!(e, Expect::Bind)),
             b'3' => self.pop_if(tag, |e| matches!(e, Expect::Close)),
             b'n' => self.pop_if(tag, |e| {
-                matches!(e, Expect::DescribeStatement | Expect::DescribePortal)
+                matches!(e, Expect::DescribeStatement(_) | Expect::DescribePortal(_))
             }),
             b't' => match self.front() {
-                Some(Expect::DescribeStatement) => Ok(Action::Forward),
+                Some(Expect::DescribeStatement(_)) => Ok(Action::Forward),
                 _ => Err(self.desync(tag)),
             },
             b'T' => match self.front() {
-                Some(Expect::DescribeStatement | Expect::DescribePortal) => {
+                Some(Expect::DescribeStatement(_) | Expect::DescribePortal(_)) => {
                     self.pop_front();
                     Ok(Action::Forward)
                 }
@@ -456,7 +465,7 @@ mod tests {
         for text in ["SELECT 1", "SELECT 2"] {
             t.push(Expect::Parse { denial: None });
             t.push(Expect::Bind);
-            t.push(Expect::DescribePortal);
+            t.push(Expect::DescribePortal(None));
             t.push(Expect::Execute(exec(text, Protocol::Extended)));
         }
         t.push(Expect::Sync);
@@ -548,7 +557,7 @@ mod tests {
             let acts = feed(&mut t, &[(b'E', err("42P01").body())]);
             assert_eq!(acts[0] == Action::Forward, denial.is_none());
             t.push(Expect::Bind);
-            t.push(Expect::DescribePortal);
+            t.push(Expect::DescribePortal(None));
             t.push(Expect::Execute(exec(
                 "SELECT * FROM nope",
                 Protocol::Extended,
@@ -669,7 +678,7 @@ mod tests {
         t.copy_ended();
         t.push(Expect::Sync);
         t.push(Expect::Parse { denial: None });
-        t.push(Expect::DescribeStatement);
+        t.push(Expect::DescribeStatement(None));
         t.push(Expect::Sync);
         feed(
             &mut t,

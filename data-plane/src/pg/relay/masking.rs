@@ -1,0 +1,73 @@
+//! Applies result masking to server messages as they pass, attributing
+//! each to its execution through the tracker. Runs before the tracker
+//! places the message, since a CommandComplete ends its execution.
+
+use std::sync::Arc;
+
+use sluice_policy::mask::MaskPlan;
+
+use super::tracker::{Expect, Tracker};
+use crate::pg::codec::frame::Frame;
+use crate::pg::mask::{self, wire};
+
+/// The frame to send in place of `frame`, if masking changes it. `last` is
+/// the most recent plan seen, used for errors and notices that belong to no
+/// execution.
+pub fn on_server(
+    t: &mut Tracker,
+    frame: &Frame,
+    last: &mut Option<Arc<MaskPlan>>,
+) -> Option<Frame> {
+    let tag = frame.tag();
+    match t.front_expect_mut() {
+        Some(Expect::DescribeStatement(Some(slot)) | Expect::DescribePortal(Some(slot))) => {
+            if tag == b'T'
+                && let Ok(mut g) = slot.lock()
+            {
+                *g = wire::row_description(frame.body()).ok().map(Arc::new);
+            }
+            notice(tag, frame, last.as_deref())
+        }
+        Some(Expect::Simple(x)) => match x.mask.as_mut() {
+            Some(m) => {
+                *last = Some(m.plan().clone());
+                match tag {
+                    b'T' => {
+                        m.on_row_description(frame.body());
+                        None
+                    }
+                    b'D' => m.on_data_row(frame.body()),
+                    b'C' => {
+                        m.on_complete();
+                        None
+                    }
+                    b'E' | b'N' => m.on_notice(tag, frame.body()),
+                    _ => None,
+                }
+            }
+            None => notice(tag, frame, last.as_deref()),
+        },
+        Some(Expect::Execute(x)) => match x.mask.as_mut() {
+            Some(m) => {
+                *last = Some(m.plan().clone());
+                match tag {
+                    b'D' => m.on_data_row(frame.body()),
+                    b'E' | b'N' => m.on_notice(tag, frame.body()),
+                    _ => None,
+                }
+            }
+            None => notice(tag, frame, last.as_deref()),
+        },
+        _ => notice(tag, frame, last.as_deref()),
+    }
+}
+
+fn notice(tag: u8, frame: &Frame, last: Option<&MaskPlan>) -> Option<Frame> {
+    match (tag, last) {
+        (b'E' | b'N', Some(plan)) => {
+            let mut counts = std::collections::BTreeMap::new();
+            mask::scrub_notice(plan, tag, frame.body(), &mut counts)
+        }
+        _ => None,
+    }
+}

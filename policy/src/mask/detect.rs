@@ -1,0 +1,412 @@
+//! Detectors: find secrets and personal data in any text value, whatever
+//! column it came from. All patterns are compiled once per policy into one
+//! [`RegexSet`], so a value with nothing to find (the common case) costs a
+//! single scan; only the patterns that matched are run again to find spans.
+
+use regex::bytes::{Regex, RegexSet};
+
+use super::model::{CustomDetectorDoc, DetectorKind};
+
+/// Why a detector set cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectError {
+    /// A custom pattern does not compile.
+    #[error("custom detector {index} ({name:?}): {message}")]
+    Pattern {
+        /// Position in `detectors.custom`.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The regex compiler's message.
+        message: String,
+    },
+    /// A custom pattern matches the empty string, so it would match everywhere.
+    #[error("custom detector {index} ({name:?}) matches the empty string")]
+    Empty {
+        /// Position in `detectors.custom`.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Extra check a match must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    None,
+    Luhn,
+    Iban,
+}
+
+#[derive(Debug, Clone)]
+struct Detector {
+    name: String,
+    regex: Regex,
+    check: Check,
+}
+
+/// Largest compiled size of one custom pattern, so a policy cannot make the
+/// node build a huge automaton.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiled detectors.
+#[derive(Debug, Clone)]
+pub struct Detectors {
+    set: RegexSet,
+    detectors: Vec<Detector>,
+}
+
+/// One detector's hits in a value, for audit counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Index of the detector (see [`Detectors::name`]).
+    pub detector: usize,
+}
+
+fn builtin(kind: DetectorKind) -> (&'static str, &'static str, Check) {
+    match kind {
+        DetectorKind::Email => (
+            "email",
+            r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+            Check::None,
+        ),
+        DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn),
+        DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None),
+        DetectorKind::Phone => (
+            "phone",
+            r"(?:\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){2,4}\b|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b|\b\d{3}[.\-]\d{3}[.\-]\d{4}\b)",
+            Check::None,
+        ),
+        DetectorKind::Iban => (
+            "iban",
+            r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+            Check::Iban,
+        ),
+        DetectorKind::AwsAccessKey => (
+            "aws_access_key",
+            r"(?i)\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
+            Check::None,
+        ),
+        DetectorKind::Jwt => (
+            "jwt",
+            r"(?i)\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
+            Check::None,
+        ),
+        DetectorKind::PrivateKey => (
+            "private_key",
+            r"(?s)-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\z)",
+            Check::None,
+        ),
+        DetectorKind::SecretKey => (
+            "secret_key",
+            r"(?i)(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_|whsec_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abposr]-|glpat-|npm_|AIza)[A-Za-z0-9_\-]{6,}",
+            Check::None,
+        ),
+    }
+}
+
+impl Detectors {
+    /// Compiles the enabled built-ins and the custom detectors.
+    pub fn new(
+        builtins: &[DetectorKind],
+        custom: &[CustomDetectorDoc],
+    ) -> Result<Self, DetectError> {
+        let mut kinds = builtins.to_vec();
+        kinds.sort();
+        kinds.dedup();
+        let mut detectors = Vec::new();
+        for k in kinds {
+            let (name, pattern, check) = builtin(k);
+            #[allow(clippy::expect_used)]
+            let regex = Regex::new(pattern).expect("built-in detector patterns compile");
+            detectors.push(Detector {
+                name: name.to_owned(),
+                regex,
+                check,
+            });
+        }
+        for (index, c) in custom.iter().enumerate() {
+            let regex = regex::bytes::RegexBuilder::new(&c.pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| DetectError::Pattern {
+                    index,
+                    name: c.name.clone(),
+                    message: e.to_string(),
+                })?;
+            if regex.is_match(b"") {
+                return Err(DetectError::Empty {
+                    index,
+                    name: c.name.clone(),
+                });
+            }
+            detectors.push(Detector {
+                name: c.name.clone(),
+                regex,
+                check: Check::None,
+            });
+        }
+        let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str())).map_err(|e| {
+            DetectError::Pattern {
+                index: 0,
+                name: "(all)".to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self { set, detectors })
+    }
+
+    /// No detector at all.
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty()
+    }
+
+    /// Number of detectors.
+    pub fn len(&self) -> usize {
+        self.detectors.len()
+    }
+
+    /// A detector's name, for audit counts.
+    pub fn name(&self, index: usize) -> &str {
+        self.detectors.get(index).map_or("?", |d| d.name.as_str())
+    }
+
+    /// The value with every detected span replaced by `[name]`, or `None`
+    /// when nothing was found (the value goes out unchanged). `hits` gets one
+    /// entry per replaced span.
+    pub fn scrub(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
+        if self.detectors.is_empty() {
+            return None;
+        }
+        let matched = self.set.matches(value);
+        if !matched.matched_any() {
+            return None;
+        }
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for i in matched.iter() {
+            let d = &self.detectors[i];
+            for m in d.regex.find_iter(value) {
+                let ok = match d.check {
+                    Check::None => true,
+                    Check::Luhn => luhn(m.as_bytes()),
+                    Check::Iban => iban(m.as_bytes()),
+                };
+                if ok && m.end() > m.start() {
+                    spans.push((m.start(), m.end(), i));
+                }
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable();
+        let mut out = Vec::with_capacity(value.len());
+        let mut at = 0;
+        for (start, end, i) in spans {
+            if end <= at {
+                continue;
+            }
+            let start = start.max(at);
+            out.extend_from_slice(&value[at..start]);
+            out.push(b'[');
+            out.extend_from_slice(self.detectors[i].name.as_bytes());
+            out.push(b']');
+            hits.push(Hit { detector: i });
+            at = end;
+        }
+        out.extend_from_slice(&value[at..]);
+        Some(out)
+    }
+}
+
+/// The Luhn checksum over the digits of `s` (separators ignored).
+pub fn luhn(s: &[u8]) -> bool {
+    let digits: Vec<u32> = s
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| u32::from(b - b'0'))
+        .collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The IBAN mod-97 check over `s` (spaces ignored).
+pub fn iban(s: &[u8]) -> bool {
+    let compact: Vec<u8> = s.iter().copied().filter(|b| *b != b' ').collect();
+    if compact.len() < 15 || compact.len() > 34 {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut rem: u32 = 0;
+    for &b in tail.iter().chain(head) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [DetectorKind; 9] = [
+        DetectorKind::Email,
+        DetectorKind::Card,
+        DetectorKind::Ssn,
+        DetectorKind::Phone,
+        DetectorKind::Iban,
+        DetectorKind::AwsAccessKey,
+        DetectorKind::Jwt,
+        DetectorKind::PrivateKey,
+        DetectorKind::SecretKey,
+    ];
+
+    fn scrub(d: &Detectors, v: &str) -> (String, Vec<String>) {
+        let mut hits = Vec::new();
+        let out = d
+            .scrub(v.as_bytes(), &mut hits)
+            .map_or_else(|| v.to_owned(), |b| String::from_utf8(b).unwrap());
+        (
+            out,
+            hits.iter().map(|h| d.name(h.detector).to_owned()).collect(),
+        )
+    }
+
+    fn all() -> Detectors {
+        Detectors::new(&ALL, &[]).unwrap()
+    }
+
+    #[test]
+    fn each_builtin_detector_finds_its_kind() {
+        let d = all();
+        for (text, secret, kind) in [
+            (
+                "mail bob.backup@corpmail.example now",
+                "bob.backup@corpmail.example",
+                "email",
+            ),
+            ("card 4111 1111 1111 1111 ok", "4111 1111 1111 1111", "card"),
+            ("card 4111111111111111", "4111111111111111", "card"),
+            ("ssn 123-45-6789.", "123-45-6789", "ssn"),
+            ("call +41-44-555-0199 today", "+41-44-555-0199", "phone"),
+            ("call (202) 555-0143", "(202) 555-0143", "phone"),
+            (
+                "iban GB82 WEST 1234 5698 7654 32 ok",
+                "GB82 WEST 1234 5698 7654 32",
+                "iban",
+            ),
+            (
+                "key AKIAZ7QX4EXAMPLE9PLM was rotated",
+                "AKIAZ7QX4EXAMPLE9PLM",
+                "aws_access_key",
+            ),
+            (
+                "key akiaz7qx4example9plm",
+                "akiaz7qx4example9plm",
+                "aws_access_key",
+            ),
+            (
+                "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGVuIn0.c2lnbmF0dXJlMTIz",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGVuIn0.c2lnbmF0dXJlMTIz",
+                "jwt",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----",
+                "MIIEabc",
+                "private_key",
+            ),
+            (
+                "sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv",
+                "sk_live_51HxQeZ2eZvKYlo2CqTmR8wPv",
+                "secret_key",
+            ),
+            (
+                "whsec_Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5",
+                "Qm9vYmFyQmF6UXV4MTIzNDU2Nzg5",
+                "secret_key",
+            ),
+            ("ghp_abcdefghijklmnop", "ghp_abcdefghijklmnop", "secret_key"),
+            ("xoxb-1234567890-abc", "xoxb-1234567890-abc", "secret_key"),
+        ] {
+            let (out, kinds) = scrub(&d, text);
+            assert!(!out.contains(secret), "{text:?} -> {out:?}");
+            assert!(kinds.contains(&kind.to_owned()), "{text:?}: {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn checks_reject_lookalikes_and_plain_data_passes() {
+        let d = all();
+        for text in [
+            "4111111111111112",
+            "GB82 WEST 1234 5698 7654 33",
+            "paid 120.50 on 2026-01-10 00:00:00+00",
+            "order 12345, id 7",
+            "no notes",
+            "Alice Wonder",
+            "127.0.0.1",
+        ] {
+            let (out, kinds) = scrub(&d, text);
+            assert_eq!(out, text, "{kinds:?}");
+        }
+    }
+
+    #[test]
+    fn replacements_name_the_detector_and_keep_the_rest() {
+        let d = all();
+        let (out, kinds) = scrub(&d, "a 123-45-6789 b x@y.io c");
+        assert_eq!(out, "a [ssn] b [email] c");
+        assert_eq!(kinds.len(), 2);
+    }
+
+    #[test]
+    fn custom_detectors_compile_or_fail_precisely() {
+        let c = |p: &str| CustomDetectorDoc {
+            name: "emp".into(),
+            pattern: p.into(),
+        };
+        let d = Detectors::new(&[], &[c(r"EMP-\d{6}")]).unwrap();
+        assert_eq!(scrub(&d, "id EMP-123456").0, "id [emp]");
+        assert!(matches!(
+            Detectors::new(&[], &[c("(")]),
+            Err(DetectError::Pattern { index: 0, .. })
+        ));
+        assert!(matches!(
+            Detectors::new(&[], &[c("a*")]),
+            Err(DetectError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn luhn_and_iban_checks() {
+        assert!(luhn(b"4111111111111111"));
+        assert!(luhn(b"340000000000009"));
+        assert!(!luhn(b"4111111111111121"));
+        assert!(!luhn(b"1234"));
+        assert!(iban(b"DE89370400440532013000"));
+        assert!(!iban(b"DE89370400440532013001"));
+    }
+}
