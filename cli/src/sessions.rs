@@ -247,6 +247,35 @@ fn header(session: &Value) -> String {
     )
 }
 
+/// A recorded result sample as psql prints a result: header, rows, and a
+/// note when the record kept only the start.
+fn render_sample(sample: &Value) -> String {
+    let Some(rows) = sample["rows"].as_array() else {
+        return String::new();
+    };
+    let cell = |v: &Value| v.as_str().map_or_else(String::new, str::to_owned);
+    let mut out = String::new();
+    if let Some(cols) = sample["columns"].as_array() {
+        let header: Vec<String> = cols.iter().map(cell).collect();
+        out.push_str(&format!(" {}\n", header.join(" | ")));
+        out.push_str(&format!("{}\n", "-".repeat(header.join(" | ").len() + 2)));
+    }
+    for r in rows {
+        let cells: Vec<String> = r
+            .as_array()
+            .map(|c| c.iter().map(cell).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(" {}\n", cells.join(" | ")));
+    }
+    if sample["truncated"] == true {
+        out.push_str(&format!(
+            " ... (the record keeps the first {} rows)\n",
+            rows.len()
+        ));
+    }
+    out
+}
+
 /// One event as psql would have shown it, with the gateway's decision.
 pub fn render(e: &Value, identity: &str) -> String {
     match s(e, "kind") {
@@ -295,6 +324,7 @@ pub fn render(e: &Value, identity: &str) -> String {
                     out.push_str(&format!("ERROR:  failed with SQLSTATE {code}\n"));
                 }
                 (decision, None) => {
+                    out.push_str(&render_sample(&e["sample"]));
                     let rows = e["rows"].as_u64().unwrap_or(0);
                     out.push_str(&format!(
                         "{}  -- {decision}{rule}, {rows} row{}, {:.1} ms\n",
@@ -369,6 +399,17 @@ mod tests {
         );
         let failed = json!({"kind": "statement", "text": "SELECT x", "decision": "allow", "sqlstate": "42703"});
         assert!(render(&failed, "bot").ends_with("ERROR:  failed with SQLSTATE 42703\n"));
+    }
+
+    #[test]
+    fn a_recorded_sample_prints_as_a_result() {
+        let e = json!({"kind": "statement", "text": "SELECT name, email FROM customers", "decision": "allow",
+            "command_tag": "SELECT 2", "rows": 2, "duration_us": 1000,
+            "sample": {"columns": ["name", "email"], "rows": [["Alice", "a***@example.com"], ["Bo", null]], "truncated": true}});
+        assert_eq!(
+            render(&e, "bot"),
+            "bot=> SELECT name, email FROM customers\n name | email\n--------------\n Alice | a***@example.com\n Bo | \n ... (the record keeps the first 2 rows)\nSELECT 2  -- allow, 2 rows, 1.0 ms\n"
+        );
     }
 
     #[test]

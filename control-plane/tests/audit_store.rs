@@ -143,6 +143,7 @@ fn statement(session: &str, seq: u64) -> StoredEvent {
             command_tag: "SELECT 1".to_owned(),
             approval_id: String::new(),
             masked: Default::default(),
+            sample: None,
         },
     )
 }

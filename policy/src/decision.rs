@@ -66,6 +66,8 @@ pub struct Decision {
     pub same_for_any_literals: bool,
     /// When the statement's audit record must be durable.
     pub delivery: Delivery,
+    /// How much of the result its record keeps.
+    pub sample: crate::model::SampleLimit,
     /// How the results are masked, when masking applies to the session.
     pub masking: Option<crate::mask::MaskHandle>,
 }

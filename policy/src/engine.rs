@@ -7,7 +7,7 @@ use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
 use crate::decision::{Decision, Delivery, Subject, Verdict};
 use crate::mask::{MaskHandle, MaskPlan, MaskSet, lineage};
-use crate::model::{MultiStatement, SettingsCondition, WhereCondition};
+use crate::model::{MultiStatement, SampleLimit, SettingsCondition, WhereCondition};
 
 /// One statement's decision under one policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +377,7 @@ impl PolicySet {
             kinds,
             same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
             delivery: Delivery::Streamed,
+            sample: SampleLimit::default(),
             masking: None,
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
@@ -398,6 +399,11 @@ impl PolicySet {
                     .max()
                     .unwrap_or_default(),
             };
+            decision.sample = applicable
+                .iter()
+                .map(|p| p.doc.audit.sample)
+                .reduce(SampleLimit::min)
+                .unwrap_or_default();
             decision.verdict = o.verdict;
             decision.policy = Some(p.name().to_owned());
             decision.rule = o.rule;

@@ -41,6 +41,50 @@ pub struct AuditDoc {
     /// Delivery guarantee per statement class.
     #[serde(default)]
     pub delivery: DeliveryDoc,
+    /// How much of each result the record keeps (after masking).
+    #[serde(default)]
+    pub sample: SampleLimit,
+}
+
+/// The bounded sample of each statement's result kept in its record: the
+/// first rows exactly as the client received them (masked values masked),
+/// up to whichever limit comes first. Zero rows keeps none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleLimit {
+    /// Rows kept at most.
+    #[serde(default = "sample_rows")]
+    pub rows: u32,
+    /// Bytes of values kept at most.
+    #[serde(default = "sample_bytes")]
+    pub bytes: u32,
+}
+
+fn sample_rows() -> u32 {
+    100
+}
+
+fn sample_bytes() -> u32 {
+    64 * 1024
+}
+
+impl Default for SampleLimit {
+    fn default() -> Self {
+        Self {
+            rows: sample_rows(),
+            bytes: sample_bytes(),
+        }
+    }
+}
+
+impl SampleLimit {
+    /// The tighter of two limits, field by field.
+    pub fn min(self, other: Self) -> Self {
+        Self {
+            rows: self.rows.min(other.rows),
+            bytes: self.bytes.min(other.bytes),
+        }
+    }
 }
 
 /// Which delivery guarantee each statement class gets. Writes default to

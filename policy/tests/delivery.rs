@@ -118,3 +118,25 @@ statements:
         (Verdict::Deny, Delivery::Streamed)
     );
 }
+
+#[test]
+fn result_samples_default_to_100_rows_or_64_kib_and_the_tightest_limit_wins() {
+    let groups = vec!["agents".to_owned()];
+    let subject = Subject {
+        identity: "agent",
+        groups: &groups,
+        target: "demo",
+    };
+    let d = set(OPEN).decide(&subject, "SELECT 1");
+    assert_eq!((d.sample.rows, d.sample.bytes), (100, 65536));
+    let two = PolicySet::new(vec![
+        Policy::from_yaml(&format!("{OPEN}audit:\n  sample:\n    rows: 10\n")).unwrap(),
+        Policy::from_yaml(&format!(
+            "{}audit:\n  sample:\n    rows: 50\n    bytes: 1000\n",
+            OPEN.replace("name: open", "name: other")
+        ))
+        .unwrap(),
+    ]);
+    let d = two.decide(&subject, "SELECT 1");
+    assert_eq!((d.sample.rows, d.sample.bytes), (10, 1000));
+}

@@ -204,3 +204,60 @@ async fn sessions_and_their_statements_are_recorded_exactly_and_in_order() {
         .await;
     assert!(missing.unwrap_err().to_string().contains("404"));
 }
+
+/// The recorded statement event whose text is `text`, once stored.
+async fn recorded_statement(gw: &Gateway, app: &str, text: &str) -> Value {
+    let api = gw.api();
+    let session = api
+        .ended_session(app, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let events = api.events(session["id"].as_str().unwrap()).await.unwrap();
+    events
+        .into_iter()
+        .find(|e| e["kind"] == "statement" && e["text"] == text)
+        .unwrap_or_else(|| panic!("no statement {text:?} recorded"))
+}
+
+#[tokio::test]
+async fn the_record_keeps_a_bounded_masked_sample_of_each_result() {
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/reference.yaml"
+    );
+    let gw = Gateway::seeded(&["--policy", policy]).await.unwrap();
+    let client = gw.connect("e2e-sample").await.unwrap();
+    let masked = "SELECT name, email, ssn FROM customers ORDER BY id";
+    client.simple_query(masked).await.unwrap();
+    let many = "SELECT g FROM generate_series(1, 1000) AS g";
+    client.simple_query(many).await.unwrap();
+    drop(client);
+
+    let e = recorded_statement(&gw, "e2e-sample", masked).await;
+    let sample = &e["sample"];
+    assert_eq!(
+        sample["columns"],
+        serde_json::json!(["name", "email", "ssn"])
+    );
+    let rows = sample["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{sample}");
+    assert_eq!(rows[0][0], "Alice Wonder");
+    assert_eq!(sample["truncated"], false);
+    // Exactly what the client saw: masked, never the raw value.
+    let text = e.to_string();
+    for raw in ["alice.wonder@example.com", "123-45-6789"] {
+        assert!(!text.contains(raw), "{raw} in the record: {text}");
+    }
+    assert!(
+        rows[0][1].as_str().unwrap().ends_with("@example.com"),
+        "{sample}"
+    );
+
+    // The reference policy keeps the first 100 rows and says it cut.
+    let e = recorded_statement(&gw, "e2e-sample", many).await;
+    let rows = e["sample"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 100);
+    assert_eq!(rows[99][0], "100");
+    assert_eq!(e["sample"]["truncated"], true);
+    assert_eq!(e["rows"], 1000);
+}

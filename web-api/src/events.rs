@@ -113,6 +113,9 @@ pub enum EventDetail {
         /// Values masked in the results, per rule (`column:schema.table.column`,
         /// `computed`) and detector (`detector:NAME`); absent when none.
         masked: Option<std::collections::BTreeMap<String, u64>>,
+        /// The first rows of the result as the client received them (masked
+        /// values masked); absent when none were kept.
+        sample: Option<SampleDoc>,
     },
     /// The session closed.
     SessionEnd {
@@ -177,6 +180,18 @@ pub enum EventDetail {
         /// decision can be tied to the exact text in force.
         digest: Option<String>,
     },
+}
+
+/// The documented shape of a result sample.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct SampleDoc {
+    /// Column names, when the result described them.
+    columns: Option<Vec<String>>,
+    /// Rows; `null` for SQL NULL.
+    rows: Vec<Vec<Option<String>>>,
+    /// The result had more than the sample keeps.
+    truncated: bool,
 }
 
 /// Paging for a session's events.
@@ -268,6 +283,11 @@ mod tests {
                 command_tag: s(),
                 approval_id: s(),
                 masked: [(s(), 1)].into(),
+                sample: Some(sluice_control_plane::store::ResultSample {
+                    columns: vec![s()],
+                    rows: vec![vec![Some(s()), None]],
+                    truncated: true,
+                }),
             },
             EventKind::SessionEnd {
                 reason: s(),

@@ -66,6 +66,15 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
             command_tag: s.command_tag,
             approval_id: s.approval_id,
             masked: s.masked.into_iter().collect(),
+            sample: s.sample.map(|r| crate::store::ResultSample {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|row| row.values.into_iter().map(|v| v.text).collect())
+                    .collect(),
+                truncated: r.truncated,
+            }),
         },
         Payload::SessionEnd(s) => EventKind::SessionEnd {
             reason: s.reason,

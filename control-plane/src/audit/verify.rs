@@ -520,6 +520,7 @@ mod tests {
                 command_tag: "SELECT 1".to_owned(),
                 approval_id: String::new(),
                 masked: Default::default(),
+                sample: None,
             },
         }
     }

@@ -68,6 +68,9 @@ pub enum EventKind {
         /// Values masked in the results, per rule and detector (counts only).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         masked: std::collections::BTreeMap<String, u64>,
+        /// The first rows of the result as the client received them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sample: Option<ResultSample>,
     },
     /// The session closed.
     SessionEnd {
@@ -155,6 +158,20 @@ impl EventKind {
             Self::ConfigChange { .. } => "config_change",
         }
     }
+}
+
+/// The first rows of a statement's result exactly as the client received
+/// them (masked values masked), bounded by the policy's sample limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultSample {
+    /// Column names, when the result described them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// Rows; `null` for SQL NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The result had more than the sample keeps.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// One event of a session's record.

@@ -25,7 +25,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use api_keys::{API_KEY_PREFIX, ApiKey, CreatedApiKey};
 pub use audit::EventRecord;
-pub use events::{EventKind, StoredEvent};
+pub use events::{EventKind, ResultSample, StoredEvent};
 pub use join_tokens::{JoinToken, NewJoinToken};
 pub use nodes::Node;
 pub use policies::{PolicyVersion, PutMode, StoredPolicy};

@@ -176,6 +176,32 @@ fn field<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
+/// A statement's recorded result sample as a small table.
+fn sample(s: &Value) -> Markup {
+    let Some(rows) = s["rows"].as_array() else {
+        return html! {};
+    };
+    let cell = |v: &Value| v.as_str().map(str::to_owned);
+    html! {
+        table.sample {
+            @if let Some(cols) = s["columns"].as_array() {
+                tr { @for c in cols { th { (c.as_str().unwrap_or("")) } } }
+            }
+            @for r in rows {
+                tr {
+                    @for c in r.as_array().map(Vec::as_slice).unwrap_or_default() {
+                        @match cell(c) {
+                            Some(t) => td { pre { (t) } },
+                            None => td.muted { "NULL" },
+                        }
+                    }
+                }
+            }
+        }
+        @if s["truncated"] == true { span.muted { "the record keeps the first " (rows.len()) " rows" } }
+    }
+}
+
 /// One event's details: statements in full, other kinds as their fields.
 fn event_detail(e: &StoredEvent) -> Markup {
     let v = serde_json::to_value(&e.kind).unwrap_or(Value::Null);
@@ -195,6 +221,7 @@ fn event_detail(e: &StoredEvent) -> Markup {
                     @if !field(&v, "sqlstate").is_empty() { ", SQLSTATE " (field(&v, "sqlstate")) }
                     @if !field(&v, "approval_id").is_empty() { ", approval " (field(&v, "approval_id")) }
                 }
+                (sample(&v["sample"]))
             }
         }
         "statement_intent" => {
@@ -315,6 +342,7 @@ mod tests {
                 command_tag: String::new(),
                 approval_id: String::new(),
                 masked: Default::default(),
+                sample: None,
             },
         };
         let page = session_page(&view(), &[e], None, None).into_string();

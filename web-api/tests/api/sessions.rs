@@ -158,6 +158,7 @@ fn statement(text: &str) -> EventKind {
         command_tag: "SELECT 1".to_owned(),
         approval_id: String::new(),
         masked: Default::default(),
+        sample: None,
     }
 }
 

@@ -73,6 +73,7 @@ async fn an_auditor_signs_in_and_reads_sessions_as_escaped_html() {
             command_tag: String::new(),
             approval_id: String::new(),
             masked: Default::default(),
+            sample: None,
         },
     };
     api.cp.store.append_events(&[statement]).await.unwrap();

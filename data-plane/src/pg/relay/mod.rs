@@ -8,6 +8,7 @@
 //! every response to its statement through the shared [`tracker::Tracker`].
 
 mod masking;
+pub mod sample;
 pub mod session;
 mod statements;
 pub mod tracker;
@@ -218,6 +219,24 @@ async fn drained(kill: &Kill, tracker: &Mutex<Tracker>, grace: std::time::Durati
     }
 }
 
+/// Adds what the client is about to receive (after masking) to the
+/// statement's result sample.
+fn sample(t: &mut Tracker, frame: &Frame) {
+    let tag = frame.tag();
+    if tag != b'D' && tag != b'T' {
+        return;
+    }
+    if let Some(tracker::Expect::Simple(x) | tracker::Expect::Execute(x)) = t.front_expect_mut()
+        && let Some(s) = x.sample.as_mut()
+    {
+        if tag == b'D' {
+            s.on_data_row(frame.body());
+        } else {
+            s.on_row_description(frame.body());
+        }
+    }
+}
+
 /// Whether an execution belongs in the audit trail: a refusal is recorded
 /// when decided, and an Execute of a statement the gateway refused (so the
 /// server never had it) that was skipped adds nothing.
@@ -263,6 +282,7 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     Err(e) => return End::UpstreamLost(e.to_string()),
                 };
                 let frame = masking::on_server(&mut t, &frame, &mut last_plan).unwrap_or(frame);
+                sample(&mut t, &frame);
                 match t.on_server(frame.tag(), frame.body()) {
                     Ok(Action::Forward) => {
                         match backend::renumber_notification(&frame, pids.upstream, pids.client) {

@@ -218,6 +218,7 @@ impl SessionCtx {
                 .as_ref()
                 .map(|m| m.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
                 .unwrap_or_default(),
+            sample: exec.sample.as_ref().and_then(|s| s.to_proto()),
         }));
     }
 

@@ -67,12 +67,18 @@ pub struct Exec {
     pub recorded: bool,
     /// How its results are masked, when masking applies.
     pub mask: Option<Box<crate::pg::mask::ExecMask>>,
+    /// The start of its result, for the record.
+    pub sample: Option<Box<super::sample::Sample>>,
 }
 
 impl Exec {
     /// A statement about to be forwarded.
     pub fn new(text: Arc<str>, decision: Arc<Decision>, protocol: Protocol) -> Self {
+        let sample = (decision.verdict == sluice_policy::Verdict::Allow
+            && decision.sample.rows > 0)
+            .then(|| Box::new(super::sample::Sample::new(decision.sample)));
         Self {
+            sample,
             text,
             decision,
             protocol,
