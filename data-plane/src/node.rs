@@ -118,6 +118,7 @@ impl BoundNode {
             audit_rx,
             shutdown.clone(),
         );
+        let approvals = link.approvals();
         let link = tokio::spawn(link.run());
         let ready = Readiness::default();
         tokio::spawn(track_readiness(
@@ -154,6 +155,7 @@ impl BoundNode {
             audit,
             sessions,
             credentials: self.credentials,
+            approvals,
             shutdown: shutdown.clone(),
         });
         tracing::info!(pg = %c.pg_listen, node = %c.node_name, "data plane serving");

@@ -9,6 +9,7 @@
 //! document; every `/api/v1` endpoint needs a bearer token with a role.
 
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod error;
@@ -101,6 +102,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(join_tokens::routes())
         .merge(service_accounts::routes())
         .merge(api_keys::routes())
+        .merge(approvals::routes())
         .merge(oauth::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))
         .with_state(state);

@@ -65,6 +65,8 @@ pub struct Exec {
     pub skipped: bool,
     /// Already in the audit trail (refusals are recorded when decided).
     pub recorded: bool,
+    /// The approval request it ran under, or was refused pending.
+    pub approval_id: Option<Arc<str>>,
 }
 
 impl Exec {
@@ -81,6 +83,7 @@ impl Exec {
             denial: None,
             skipped: false,
             recorded: false,
+            approval_id: None,
         }
     }
 }

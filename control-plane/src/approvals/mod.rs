@@ -1,0 +1,360 @@
+//! Just-in-time approvals: a statement policy marks `approval` becomes a
+//! request bound to the identity, the target, the exact statement bytes and
+//! bound parameters, and the deciding rule. Approvers decide through any
+//! channel; the decision reaches the node holding the statement through the
+//! bus. The rules are pure ([`decide`]); this module is the thin I/O around
+//! them.
+
+mod decide;
+
+pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
+
+use sluice_policy::model::ApprovalMode;
+use sluice_proto::v1;
+
+use crate::bus::BusEvent;
+use crate::control_plane::ControlPlane;
+use crate::store::{Approval, ApprovalEntry, NewApproval, StoreError, Transition};
+
+/// How often a vote is retried when another write raced it.
+const MAX_RACES: usize = 8;
+
+/// The longest a statement shown to approvers may be, in bytes.
+const MAX_STATEMENT: usize = 64 * 1024;
+
+/// Why a vote or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No such request.
+    #[error("no approval request {0:?}")]
+    NotFound(String),
+    /// The rules refuse the vote.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The request cannot be created (its policy is gone or broken).
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many concurrent writes.
+    #[error("the request changed while it was being decided; try again")]
+    Busy,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a decision came from, recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The REST API.
+    Api,
+    /// A Slack button.
+    Slack,
+    /// An email link.
+    Email,
+}
+
+impl Channel {
+    /// The recorded name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Slack => "slack",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// The request's approvers so far (from its history).
+fn approved_by(history: &[ApprovalEntry]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|e| e.action == Action::Approve.as_str())
+        .map(|e| e.actor.clone())
+        .collect()
+}
+
+/// The decision message a node gets for `a`.
+fn to_decision(
+    cp: &ControlPlane,
+    request_id: &str,
+    a: &Approval,
+    state: State,
+) -> v1::ApprovalDecision {
+    v1::ApprovalDecision {
+        request_id: request_id.to_owned(),
+        approval_id: a.id.clone(),
+        state: state.as_str().to_owned(),
+        decided_by: String::new(),
+        reason: String::new(),
+        url: cp.approval_url(&a.id),
+    }
+}
+
+fn refused(request_id: &str, reason: impl Into<String>) -> v1::ApprovalDecision {
+    v1::ApprovalDecision {
+        request_id: request_id.to_owned(),
+        state: State::Denied.as_str().to_owned(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+impl ControlPlane {
+    /// Where approvers see request `id`.
+    pub fn approval_url(&self, id: &str) -> String {
+        format!(
+            "{}/api/v1/approvals/{id}",
+            self.config().issuer_url.trim_end_matches('/')
+        )
+    }
+
+    /// Answers a node's approval request. In answer mode: an approved,
+    /// unused request for exactly this statement is consumed and `approved`
+    /// returned (the node runs it once); an open pending one is returned as
+    /// `pending`; otherwise a new pending request is created. Anything that
+    /// fails is a denial: the node refuses the statement.
+    pub async fn on_approval_request(
+        &self,
+        node_id: &str,
+        r: v1::ApprovalRequest,
+    ) -> v1::ApprovalDecision {
+        match self.answer_request(node_id, &r).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, request_id = %r.request_id, "approval request refused");
+                refused(&r.request_id, format!("approval service: {e}"))
+            }
+        }
+    }
+
+    async fn answer_request(
+        &self,
+        node_id: &str,
+        r: &v1::ApprovalRequest,
+    ) -> Result<v1::ApprovalDecision, ApprovalError> {
+        if r.statement_hash.len() != 32 {
+            return Err(ApprovalError::Invalid(
+                "the statement hash must be 32 bytes of SHA-256".to_owned(),
+            ));
+        }
+        if r.statement.len() > MAX_STATEMENT {
+            return Err(ApprovalError::Invalid(format!(
+                "statements needing approval may be at most {MAX_STATEMENT} bytes"
+            )));
+        }
+        let hash = hex::encode(&r.statement_hash);
+        let now = sluice_common::unix_us();
+        let rules = self.approval_rules(&r.policy).await?;
+        let hold = rules.mode == ApprovalMode::Hold;
+        // A held statement waits for its own request; only answer-mode
+        // requests are found again when the client resends.
+        for _ in 0..if hold { 0 } else { MAX_RACES } {
+            let Some(open) = self
+                .store
+                .find_open_approval(&r.identity, &r.target, &hash, now)
+                .await?
+            else {
+                break;
+            };
+            match open.state {
+                State::Approved => {
+                    if self.store.consume_approval(&open.id, now).await? {
+                        tracing::info!(approval_id = %open.id, identity = %r.identity, target_name = %r.target, "approved statement released");
+                        return Ok(to_decision(self, &r.request_id, &open, State::Approved));
+                    }
+                    // Another session used it first: look again.
+                }
+                _ => return Ok(to_decision(self, &r.request_id, &open, State::Pending)),
+            }
+        }
+        let ttl_us = i64::try_from(rules.expires_after.as_micros()).unwrap_or(i64::MAX);
+        let created = self
+            .store
+            .create_approval(NewApproval {
+                mode: if hold { "hold" } else { "answer" }.to_owned(),
+                identity: r.identity.clone(),
+                target: r.target.clone(),
+                session_id: r.session_id.clone(),
+                node_id: node_id.to_owned(),
+                node_request_id: r.request_id.clone(),
+                statement: r.statement.clone(),
+                statement_hash: hash,
+                policy: r.policy.clone(),
+                rule: r.rule.clone(),
+                reason: r.reason.clone(),
+                approvers: rules.approvers,
+                required: rules.required,
+                ttl_us,
+            })
+            .await?;
+        tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
+        metrics::counter!("sluice_approvals_requested_total").increment(1);
+        Ok(to_decision(self, &r.request_id, &created, State::Pending))
+    }
+
+    /// The approval settings of the stored policy `name`.
+    async fn approval_rules(
+        &self,
+        name: &str,
+    ) -> Result<sluice_policy::model::ApprovalDoc, ApprovalError> {
+        let stored =
+            self.store.get_policy(name).await?.ok_or_else(|| {
+                ApprovalError::Invalid(format!("policy {name:?} no longer exists"))
+            })?;
+        let policy = sluice_policy::Policy::from_yaml(&stored.source)
+            .map_err(|e| ApprovalError::Invalid(format!("policy {name:?}: {e}")))?;
+        Ok(policy.approval().clone())
+    }
+
+    /// One request and its history, with a lapsed pending request shown
+    /// (and recorded) as expired.
+    pub async fn approval(
+        &self,
+        id: &str,
+    ) -> Result<(Approval, Vec<ApprovalEntry>), ApprovalError> {
+        let mut a = self
+            .store
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let now = sluice_common::unix_us();
+        if effective(a.state, a.expires_at, now) == State::Expired && a.state == State::Pending {
+            self.record_expiry(&a, now).await?;
+            a = self
+                .store
+                .get_approval(id)
+                .await?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        }
+        let history = self.store.approval_history(id).await?;
+        Ok((a, history))
+    }
+
+    async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
+        let t = Transition {
+            version: a.version,
+            state: State::Expired,
+            expires_at: None,
+            entry: ApprovalEntry {
+                at: now,
+                actor: "sluice".to_owned(),
+                action: "expire".to_owned(),
+                channel: "system".to_owned(),
+                reason: "nobody decided before the request expired".to_owned(),
+            },
+        };
+        if self.store.transition_approval(&a.id, &t).await? {
+            self.announce(a, State::Expired, "sluice", "the request expired");
+        }
+        Ok(())
+    }
+
+    /// Records one approver's vote. Group membership is the approver's now,
+    /// at the moment of the vote. Returns the request after the vote.
+    pub async fn vote(
+        &self,
+        id: &str,
+        approver: &Approver<'_>,
+        action: Action,
+        channel: Channel,
+        reason: &str,
+    ) -> Result<Approval, ApprovalError> {
+        for _ in 0..MAX_RACES {
+            let a = self
+                .store
+                .get_approval(id)
+                .await?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            let history = self.store.approval_history(id).await?;
+            let by = approved_by(&history);
+            let now = sluice_common::unix_us();
+            let req = Request {
+                state: a.state,
+                requester: &a.identity,
+                expires_at: a.expires_at,
+                approvers: &a.approvers,
+                required: a.required,
+                approved_by: &by,
+            };
+            let outcome = match decide(&req, approver, action, now) {
+                Ok(o) => o,
+                Err(Refusal::Expired) => {
+                    self.record_expiry(&a, now).await?;
+                    return Err(Refusal::Expired.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // An approval opens a fresh window for the statement to run in.
+            let window = a.expires_at.saturating_sub(a.created_at);
+            let t = Transition {
+                version: a.version,
+                state: outcome.state,
+                expires_at: (outcome.state == State::Approved).then(|| now.saturating_add(window)),
+                entry: ApprovalEntry {
+                    at: now,
+                    actor: approver.name.to_owned(),
+                    action: action.as_str().to_owned(),
+                    channel: channel.as_str().to_owned(),
+                    reason: reason.to_owned(),
+                },
+            };
+            if self.store.transition_approval(id, &t).await? {
+                tracing::info!(approval_id = %id, approver = %approver.name, action = action.as_str(), channel = channel.as_str(), state = %outcome.state, "approval vote recorded");
+                if outcome.state == State::Approved && a.mode == "hold" {
+                    // The held statement runs on this decision: it is used.
+                    self.store.consume_approval(id, now).await?;
+                }
+                if outcome.state != State::Pending {
+                    self.announce(&a, outcome.state, approver.name, reason);
+                }
+                return self
+                    .store
+                    .get_approval(id)
+                    .await?
+                    .ok_or_else(|| ApprovalError::NotFound(id.to_owned()));
+            }
+        }
+        Err(ApprovalError::Busy)
+    }
+
+    /// Withdraws a node's pending request (client cancel or disconnect).
+    pub async fn cancel_approval(
+        &self,
+        node_id: &str,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<(), ApprovalError> {
+        let Some(a) = self.store.find_node_approval(node_id, request_id).await? else {
+            return Ok(());
+        };
+        let state = cancel(a.state)?;
+        let t = Transition {
+            version: a.version,
+            state,
+            expires_at: None,
+            entry: ApprovalEntry {
+                at: sluice_common::unix_us(),
+                actor: a.identity.clone(),
+                action: "cancel".to_owned(),
+                channel: "node".to_owned(),
+                reason: reason.to_owned(),
+            },
+        };
+        self.store.transition_approval(&a.id, &t).await?;
+        Ok(())
+    }
+
+    /// Tells every replica (and so the node holding the statement) that a
+    /// request reached a final state.
+    fn announce(&self, a: &Approval, state: State, by: &str, reason: &str) {
+        metrics::counter!("sluice_approvals_decided_total", "state" => state.as_str()).increment(1);
+        self.bus.publish(BusEvent::ApprovalDecided {
+            approval_id: a.id.clone(),
+            node_id: a.node_id.clone(),
+            request_id: a.node_request_id.clone(),
+            state: state.as_str().to_owned(),
+            decided_by: by.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+}
