@@ -165,7 +165,7 @@ async fn an_approved_statement_runs_once_and_only_that_statement() {
 }
 
 #[tokio::test]
-async fn the_same_statement_from_another_identity_is_not_covered() {
+async fn only_approvers_decide_and_a_decision_is_final() {
     let gw = reference().await;
     let c = gw.connect("approvals-identity").await.unwrap();
     let id = approval_id(&refusal(&c.simple_query(REFUND).await.unwrap_err()).1);
@@ -194,7 +194,7 @@ async fn the_same_statement_from_another_identity_is_not_covered() {
         .await
         .unwrap();
     assert_eq!(status, 409, "{body}");
-    // Another target name is another binding: the approval is still unused.
+    // Neither refused call touched the approval: it is still unused.
     let shown = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
     assert!(shown["consumed_at"].is_null());
 }
