@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Api, Gateway, eventually};
+use sluice_e2e::wire::{self, Wire};
 
 const REFUND: &str = "UPDATE orders SET status = 'refunded' WHERE id = 2";
 
@@ -237,4 +238,178 @@ async fn a_denied_request_does_not_run_and_records_the_reason() {
         .await
         .unwrap();
     assert_eq!(status, 404);
+}
+
+/// A gateway whose reference policy holds statements instead, with
+/// requests lapsing after `expires`.
+async fn holding(expires: &str) -> (Gateway, tempfile::NamedTempFile) {
+    let source = std::fs::read_to_string(repo("examples/policies/reference.yaml")).unwrap();
+    let old = "  mode: answer          # refuse at once with SQLSTATE SL001; resend once approved\n  expires_after: 15m\n";
+    assert!(source.contains(old));
+    let held = source.replace(old, &format!("  mode: hold\n  expires_after: {expires}\n"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), held).unwrap();
+    let gw = Gateway::seeded(&["--policy", file.path().to_str().unwrap()])
+        .await
+        .unwrap();
+    (gw, file)
+}
+
+/// Waits for the "waiting for approval" notice and returns the request id
+/// its URL names.
+async fn held_id(
+    messages: &mut tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+) -> String {
+    loop {
+        let m = messages.recv().await.expect("the connection ended");
+        if let tokio_postgres::AsyncMessage::Notice(n) = m {
+            let text = n.message();
+            let url = text
+                .strip_prefix("waiting for approval: ")
+                .unwrap_or_else(|| panic!("unexpected notice {text:?}"));
+            assert_eq!(n.code().code(), "SL001");
+            return url.rsplit('/').next().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_held_statement_runs_when_approved_and_fails_when_denied() {
+    let (gw, _policy) = holding("15m").await;
+    set_status(&gw, 2, "paid").await;
+    let (c, mut messages) = gw.connect_with_messages("approvals-hold").await.unwrap();
+    let c = std::sync::Arc::new(c);
+    let api = gw.api();
+
+    let running = tokio::spawn({
+        let c = c.clone();
+        async move { c.simple_query(REFUND).await }
+    });
+    let id = held_id(&mut messages).await;
+    assert_eq!(order_status(&gw, 2).await, "paid", "held, not run");
+    let shown = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
+    assert_eq!(shown["mode"], "hold");
+    assert_eq!(shown["state"], "pending");
+    let (status, body) = api
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    running.await.unwrap().unwrap();
+    assert_eq!(order_status(&gw, 2).await, "refunded");
+    let used = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
+    assert!(used["consumed_at"].is_string(), "{used}");
+
+    // Denied: SL002, nothing runs, and the session goes on.
+    set_status(&gw, 2, "paid").await;
+    let running = tokio::spawn({
+        let c = c.clone();
+        async move { c.simple_query(REFUND).await }
+    });
+    let second = held_id(&mut messages).await;
+    assert_ne!(second, id, "each held statement gets its own request");
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/approvals/{second}/deny"),
+            &json!({"reason": "wrong order"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let e = running.await.unwrap().unwrap_err();
+    let (code, message, _) = refusal(&e);
+    assert_eq!(code, "SL002", "{message}");
+    assert!(message.contains("wrong order"), "{message}");
+    assert_eq!(order_status(&gw, 2).await, "paid");
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_held_statement_expires_with_sl003() {
+    let (gw, _policy) = holding("1s").await;
+    set_status(&gw, 2, "paid").await;
+    let (c, mut messages) = gw.connect_with_messages("approvals-expiry").await.unwrap();
+    let running = tokio::spawn(async move { c.simple_query(REFUND).await });
+    let id = held_id(&mut messages).await;
+    let e = running.await.unwrap().unwrap_err();
+    let (code, message, _) = refusal(&e);
+    assert_eq!(code, "SL003", "{message}");
+    assert!(message.contains(&id), "{message}");
+    // Approving after expiry is refused, and recorded as expired.
+    let (status, body) = gw
+        .api()
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    let shown = gw
+        .api()
+        .get(&format!("/api/v1/approvals/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(shown["state"], "expired");
+    assert_eq!(order_status(&gw, 2).await, "paid");
+}
+
+#[tokio::test]
+async fn cancelling_or_disconnecting_withdraws_a_held_statement() {
+    let (gw, _policy) = holding("15m").await;
+    set_status(&gw, 2, "paid").await;
+    let api = gw.api();
+    let (c, mut messages) = gw.connect_with_messages("approvals-cancel").await.unwrap();
+    let cancel = c.cancel_token();
+    let c = std::sync::Arc::new(c);
+    let running = tokio::spawn({
+        let c = c.clone();
+        async move { c.simple_query(REFUND).await }
+    });
+    let id = held_id(&mut messages).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let e = running.await.unwrap().unwrap_err();
+    assert_eq!(refusal(&e).0, "57014");
+    let withdrawn = eventually(Duration::from_secs(10), || async {
+        let a = api.get(&format!("/api/v1/approvals/{id}")).await?;
+        anyhow::ensure!(a["state"] == "cancelled", "{a}");
+        Ok(a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(withdrawn["history"][0]["action"], "cancel");
+    c.simple_query("SELECT 1").await.unwrap();
+
+    // A client that hangs up while held withdraws its request too.
+    let mut raw = Wire::login(
+        gw.addr(),
+        &gw.ready().agent_token,
+        "demo",
+        "approvals-hangup",
+    )
+    .await
+    .unwrap()
+    .wire;
+    raw.send(&wire::query(REFUND)).await.unwrap();
+    let second = loop {
+        let m = raw
+            .recv(Duration::from_secs(20))
+            .await
+            .unwrap()
+            .expect("the gateway closed the connection");
+        if m.tag == b'N' {
+            let text = m.fields().get(&b'M').cloned().unwrap_or_default();
+            let url = text
+                .strip_prefix("waiting for approval: ")
+                .unwrap()
+                .to_owned();
+            break url.rsplit('/').next().unwrap().to_owned();
+        }
+    };
+    drop(raw);
+    eventually(Duration::from_secs(10), || async {
+        let a = api.get(&format!("/api/v1/approvals/{second}")).await?;
+        anyhow::ensure!(a["state"] == "cancelled", "{a}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(order_status(&gw, 2).await, "paid");
 }
