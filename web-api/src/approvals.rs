@@ -192,7 +192,7 @@ pub(crate) async fn list(
                     .list_approvals(Some(approvals::State::Expired), limit)
                     .await?,
             );
-            rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            rows.sort_by_key(|a| std::cmp::Reverse(a.created_at));
             rows
         }
         other => s.cp.store.list_approvals(other, limit).await?,

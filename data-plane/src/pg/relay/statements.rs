@@ -29,6 +29,9 @@ struct Prepared {
     decision: Arc<Decision>,
 }
 
+/// A Query's text and the decision that it needs approval.
+pub type NeedsApproval<'f> = (&'f [u8], Arc<Decision>);
+
 /// Per-connection client-side state.
 #[derive(Debug, Default)]
 pub struct ClientState {
@@ -66,7 +69,7 @@ impl ClientState {
     pub fn approval_needed<'f>(
         frame: &'f Frame,
         ctx: &SessionCtx,
-    ) -> Result<Option<(&'f [u8], Arc<Decision>)>, ClientError> {
+    ) -> Result<Option<NeedsApproval<'f>>, ClientError> {
         if frame.tag() != b'Q' {
             return Ok(None);
         }
