@@ -30,6 +30,24 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> anyho
         })
 }
 
+/// The `[slack]` table of an optional TOML file (for `sluice dev`).
+pub fn load_slack(
+    file: Option<&Path>,
+) -> anyhow::Result<Option<sluice_control_plane::approvals::slack::SlackConfig>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SlackFile {
+        slack: sluice_control_plane::approvals::slack::SlackConfig,
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let parsed: SlackFile = Figment::from(Toml::file(path))
+        .extract()
+        .with_context(|| format!("invalid Slack configuration in {}", path.display()))?;
+    Ok(Some(parsed.slack))
+}
+
 /// The `[[oidc]]` tables of an optional TOML file (for `sluice dev`).
 pub fn load_oidc(file: Option<&Path>) -> anyhow::Result<Vec<sluice_identity::OidcIssuerConfig>> {
     #[derive(serde::Deserialize)]

@@ -148,6 +148,7 @@ async fn run_with(
         service_token_ttl: Duration::from_secs(15 * 60),
         max_token_ttl: Duration::from_secs(24 * 3600),
         oidc: crate::config::load_oidc(args.oidc_config.as_deref())?,
+        slack: crate::config::load_slack(args.slack_config.as_deref())?,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
     let names = register_targets(&cp, targets).await?;

@@ -80,6 +80,10 @@ pub struct ControlPlaneConfig {
     /// REST API and every node accept besides this control plane's own.
     #[serde(default)]
     pub oidc: Vec<sluice_identity::OidcIssuerConfig>,
+    /// Slack as an approval channel: requests are posted with Approve and
+    /// Deny buttons.
+    #[serde(default)]
+    pub slack: Option<crate::approvals::slack::SlackConfig>,
 }
 
 /// A certificate and key in PEM files.

@@ -56,6 +56,8 @@ pub struct ControlPlane {
     config: Arc<ControlPlaneConfig>,
     snapshots: watch::Receiver<Arc<v1::Snapshot>>,
     shutdown: Shutdown,
+    /// The Slack Web API, when Slack is an approval channel.
+    pub(crate) slack: Option<crate::approvals::slack::SlackClient>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -129,7 +131,12 @@ impl ControlPlane {
             Some(own),
             IssuerRegistry::default().resolve(&config.oidc),
         ));
+        let slack = config
+            .slack
+            .as_ref()
+            .map(crate::approvals::slack::SlackClient::new);
         let cp = Self {
+            slack,
             store,
             issuer: Arc::new(issuer),
             bus,

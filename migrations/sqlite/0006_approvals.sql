@@ -31,7 +31,9 @@ CREATE TABLE approvals (
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
     decided_at      BIGINT,
-    consumed_at     BIGINT
+    consumed_at     BIGINT,
+    slack_channel   TEXT,
+    slack_ts        TEXT
 );
 
 CREATE INDEX approvals_binding ON approvals (identity, target, statement_hash, state);
@@ -45,6 +47,13 @@ CREATE TABLE approval_decisions (
     action       TEXT NOT NULL CHECK (action IN ('approve', 'deny', 'expire', 'cancel')),
     channel      TEXT NOT NULL,
     reason       TEXT NOT NULL
+);
+
+-- Signed Slack interaction requests already handled, by signature: a
+-- replayed request (same signature) is refused on every replica.
+CREATE TABLE slack_requests_seen (
+    signature   TEXT PRIMARY KEY,
+    at          BIGINT NOT NULL
 );
 
 CREATE INDEX approval_decisions_by_approval ON approval_decisions (approval_id, at);

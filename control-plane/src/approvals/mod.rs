@@ -6,15 +6,31 @@
 //! them.
 
 mod decide;
+pub mod slack;
 
 pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
 
 use sluice_policy::model::ApprovalMode;
 use sluice_proto::v1;
 
+use self::slack::SlackError;
 use crate::bus::BusEvent;
 use crate::control_plane::ControlPlane;
 use crate::store::{Approval, ApprovalEntry, NewApproval, StoreError, Transition};
+
+/// Why a Slack interaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackInteractionError {
+    /// Slack is not an approval channel here.
+    #[error("Slack is not configured")]
+    NotConfigured,
+    /// The request or the user failed a check.
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    /// The vote was refused or failed.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+}
 
 /// How often a vote is retried when another write raced it.
 const MAX_RACES: usize = 8;
@@ -188,6 +204,7 @@ impl ControlPlane {
             })
             .await?;
         tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
+        self.post_to_slack(&created);
         metrics::counter!("sluice_approvals_requested_total").increment(1);
         Ok(to_decision(self, &r.request_id, &created, State::Pending))
     }
@@ -344,9 +361,119 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Posts a new request to Slack in the background; a failure is logged
+    /// (the request stays decidable through every other channel).
+    fn post_to_slack(&self, a: &Approval) {
+        let (Some(client), Some(config)) = (self.slack.clone(), self.config().slack.clone()) else {
+            return;
+        };
+        let store = self.store.clone();
+        let url = self.approval_url(&a.id);
+        let a = a.clone();
+        tokio::spawn(async move {
+            let blocks = slack::request_blocks(&a, &url);
+            let text = format!("Approval requested by {} on {}", a.identity, a.target);
+            match client.post(&config.channel, &text, &blocks).await {
+                Ok((channel, ts)) => {
+                    if let Err(e) = store.set_approval_slack(&a.id, &channel, &ts).await {
+                        tracing::warn!(error = %e, approval_id = %a.id, "cannot record the Slack message");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, approval_id = %a.id, "cannot post the request to Slack"),
+            }
+        });
+    }
+
+    /// Replaces a decided request's Slack message (whatever channel decided).
+    fn update_slack(&self, id: &str, state: State, by: &str) {
+        let Some(client) = self.slack.clone() else {
+            return;
+        };
+        let store = self.store.clone();
+        let url = self.approval_url(id);
+        let (id, by) = (id.to_owned(), by.to_owned());
+        tokio::spawn(async move {
+            let found = match (store.get_approval(&id).await, store.approval_slack(&id).await) {
+                (Ok(Some(a)), Ok(Some(at))) => (a, at),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, approval_id = %id, "cannot read the Slack message to update");
+                    return;
+                }
+                _ => return,
+            };
+            let (a, (channel, ts)) = found;
+            let blocks = slack::decided_blocks(&a, &url, state.as_str(), &by);
+            let text = format!("Approval request {} {}", a.id, state.as_str());
+            if let Err(e) = client.update(&channel, &ts, &text, &blocks).await {
+                tracing::warn!(error = %e, approval_id = %id, "cannot update the Slack message");
+            }
+        });
+    }
+
+    /// Handles a Slack button click: verifies the signature and its
+    /// freshness, refuses a replay, maps the Slack user to an approver, and
+    /// votes with that approver's groups as they are now. Returns the text
+    /// to show the clicking user.
+    pub async fn slack_interaction(
+        &self,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<String, SlackInteractionError> {
+        let (Some(client), Some(config)) = (self.slack.as_ref(), self.config().slack.as_ref()) else {
+            return Err(SlackInteractionError::NotConfigured);
+        };
+        let now = sluice_common::unix_us();
+        slack::verify(
+            &config.signing_secret,
+            timestamp,
+            signature,
+            body,
+            now / 1_000_000,
+        )?;
+        let window = slack::MAX_SKEW_SECS * 2 * 1_000_000;
+        if !self
+            .store
+            .remember_slack_request(signature, now, now - window)
+            .await
+            .map_err(ApprovalError::from)?
+        {
+            return Err(SlackError::Replay.into());
+        }
+        let click = slack::parse_click(body)?;
+        let approver = match slack::approver_for(&config.approvers, &click.user_id, None) {
+            Some(a) => a,
+            None => {
+                let email = client.confirmed_email(&click.user_id).await?;
+                slack::approver_for(&config.approvers, &click.user_id, email.as_deref())
+                    .ok_or(SlackError::UnknownUser)?
+            }
+        };
+        let who = Approver {
+            name: &approver.identity,
+            groups: &approver.groups,
+        };
+        let (action, reason) = if click.approve {
+            (Action::Approve, "approved in Slack")
+        } else {
+            (Action::Deny, "denied in Slack")
+        };
+        let a = self
+            .vote(&click.approval_id, &who, action, Channel::Slack, reason)
+            .await?;
+        Ok(format!(
+            "Request {} is {} ({} recorded as {}).",
+            a.id,
+            a.state.as_str(),
+            action.as_str(),
+            approver.identity
+        ))
+    }
+
     /// Tells every replica (and so the node holding the statement) that a
     /// request reached a final state.
     fn announce(&self, a: &Approval, state: State, by: &str, reason: &str) {
+        self.update_slack(&a.id, state, by);
         metrics::counter!("sluice_approvals_decided_total", "state" => state.as_str()).increment(1);
         self.bus.publish(BusEvent::ApprovalDecided {
             approval_id: a.id.clone(),

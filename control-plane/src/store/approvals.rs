@@ -344,6 +344,61 @@ impl Store {
         Ok(done)
     }
 
+    /// Remembers where a request's Slack message is, to update it later.
+    pub async fn set_approval_slack(
+        &self,
+        id: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |p| sqlx::query(
+            "UPDATE approvals SET slack_channel = $2, slack_ts = $3 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(channel)
+        .bind(ts)
+        .execute(p)
+        .await
+        .map(drop))?;
+        Ok(())
+    }
+
+    /// Where a request's Slack message is, if one was posted.
+    pub async fn approval_slack(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row: Option<(Option<String>, Option<String>)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT slack_channel, slack_ts FROM approvals WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?;
+        Ok(row.and_then(|(c, t)| Some((c?, t?))))
+    }
+
+    /// Records a handled Slack request by its signature. Returns `false` if
+    /// it was handled before (a replay). Entries older than `forget_before`
+    /// (µs) are dropped: their timestamps no longer pass the freshness check.
+    pub async fn remember_slack_request(
+        &self,
+        signature: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, |p| sqlx::query("DELETE FROM slack_requests_seen WHERE at < $1")
+            .bind(forget_before)
+            .execute(p)
+            .await
+            .map(drop))?;
+        let inserted = with_pool!(self, |p| sqlx::query(
+            "INSERT INTO slack_requests_seen (signature, at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING"
+        )
+        .bind(signature)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(inserted == 1)
+    }
+
     /// A request's history, oldest first.
     pub async fn approval_history(&self, id: &str) -> Result<Vec<ApprovalEntry>, StoreError> {
         let rows: Vec<(i64, String, String, String, String)> = with_pool!(self, |p| {
