@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod policies;
 pub mod service_accounts;
 pub mod sessions;
+pub mod slack;
 pub mod targets;
 
 use std::sync::Arc;
@@ -103,6 +104,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(service_accounts::routes())
         .merge(api_keys::routes())
         .merge(approvals::routes())
+        .merge(slack::routes())
         .merge(oauth::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))
         .with_state(state);

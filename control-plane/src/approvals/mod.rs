@@ -379,7 +379,9 @@ impl ControlPlane {
                         tracing::warn!(error = %e, approval_id = %a.id, "cannot record the Slack message");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, approval_id = %a.id, "cannot post the request to Slack"),
+                Err(e) => {
+                    tracing::warn!(error = %e, approval_id = %a.id, "cannot post the request to Slack")
+                }
             }
         });
     }
@@ -393,7 +395,10 @@ impl ControlPlane {
         let url = self.approval_url(id);
         let (id, by) = (id.to_owned(), by.to_owned());
         tokio::spawn(async move {
-            let found = match (store.get_approval(&id).await, store.approval_slack(&id).await) {
+            let found = match (
+                store.get_approval(&id).await,
+                store.approval_slack(&id).await,
+            ) {
                 (Ok(Some(a)), Ok(Some(at))) => (a, at),
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(error = %e, approval_id = %id, "cannot read the Slack message to update");
@@ -420,7 +425,8 @@ impl ControlPlane {
         signature: &str,
         body: &[u8],
     ) -> Result<String, SlackInteractionError> {
-        let (Some(client), Some(config)) = (self.slack.as_ref(), self.config().slack.as_ref()) else {
+        let (Some(client), Some(config)) = (self.slack.as_ref(), self.config().slack.as_ref())
+        else {
             return Err(SlackInteractionError::NotConfigured);
         };
         let now = sluice_common::unix_us();

@@ -156,7 +156,9 @@ pub fn parse_click(form_body: &[u8]) -> Result<Click, SlackError> {
     let v: Value =
         serde_json::from_str(&payload).map_err(|e| SlackError::Payload(e.to_string()))?;
     if v["type"] != "block_actions" {
-        return Err(SlackError::Payload("not a block_actions interaction".to_owned()));
+        return Err(SlackError::Payload(
+            "not a block_actions interaction".to_owned(),
+        ));
     }
     let user_id = v["user"]["id"]
         .as_str()
@@ -234,21 +236,25 @@ fn facts(a: &Approval, url: &str) -> Vec<Value> {
 /// under which rule, until when, and the two buttons.
 pub fn request_blocks(a: &Approval, url: &str) -> Value {
     let mut blocks = facts(a, url);
-    blocks.push(json!({"type": "actions", "block_id": "sluice_decision", "elements": [
-        {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": a.id,
-         "text": {"type": "plain_text", "text": "Approve"}},
-        {"type": "button", "action_id": DENY_ACTION, "style": "danger", "value": a.id,
-         "text": {"type": "plain_text", "text": "Deny"}},
-    ]}));
+    blocks.push(
+        json!({"type": "actions", "block_id": "sluice_decision", "elements": [
+            {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": a.id,
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": DENY_ACTION, "style": "danger", "value": a.id,
+             "text": {"type": "plain_text", "text": "Deny"}},
+        ]}),
+    );
     Value::Array(blocks)
 }
 
 /// The message once decided (by any channel): the facts, without buttons.
 pub fn decided_blocks(a: &Approval, url: &str, state: &str, by: &str) -> Value {
     let mut blocks = facts(a, url);
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-        "*{}* by {}", state, escape(by)
-    )}]}));
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "*{}* by {}", state, escape(by)
+        )}]}),
+    );
     Value::Array(blocks)
 }
 
@@ -352,6 +358,9 @@ impl SlackClient {
             .json()
             .await
             .map_err(|e| SlackError::Api(format!("users.info: {e}")))?;
+        if v["error"] == "user_not_found" {
+            return Ok(None);
+        }
         if v["ok"] != true {
             return Err(SlackError::Api(format!(
                 "users.info: {}",
@@ -373,7 +382,10 @@ mod tests {
     fn signatures_verify_only_for_the_exact_body_secret_and_window() {
         let body = b"payload=%7B%7D";
         let sig = sign("s3cret", "1700000000", body);
-        assert_eq!(verify("s3cret", "1700000000", &sig, body, 1_700_000_100), Ok(()));
+        assert_eq!(
+            verify("s3cret", "1700000000", &sig, body, 1_700_000_100),
+            Ok(())
+        );
         assert_eq!(
             verify("other", "1700000000", &sig, body, 1_700_000_100),
             Err(SlackError::BadSignature)
@@ -402,7 +414,8 @@ mod tests {
             "actions": [{"action_id": APPROVE_ACTION, "value": "a-1"}]});
         let body = format!(
             "payload={}",
-            url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
+            url::form_urlencoded::byte_serialize(payload.to_string().as_bytes())
+                .collect::<String>()
         );
         assert_eq!(
             parse_click(body.as_bytes()),

@@ -383,19 +383,23 @@ impl Store {
         now: i64,
         forget_before: i64,
     ) -> Result<bool, StoreError> {
-        with_pool!(self, |p| sqlx::query("DELETE FROM slack_requests_seen WHERE at < $1")
-            .bind(forget_before)
-            .execute(p)
-            .await
-            .map(drop))?;
-        let inserted = with_pool!(self, |p| sqlx::query(
+        with_pool!(self, |p| sqlx::query(
+            "DELETE FROM slack_requests_seen WHERE at < $1"
+        )
+        .bind(forget_before)
+        .execute(p)
+        .await
+        .map(drop))?;
+        let inserted = with_pool!(self, |p| {
+            sqlx::query(
             "INSERT INTO slack_requests_seen (signature, at) VALUES ($1, $2) ON CONFLICT (signature) DO NOTHING"
         )
         .bind(signature)
         .bind(now)
         .execute(p)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(inserted == 1)
     }
 
