@@ -30,22 +30,33 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> anyho
         })
 }
 
-/// The `[slack]` table of an optional TOML file (for `sluice dev`).
-pub fn load_slack(
-    file: Option<&Path>,
-) -> anyhow::Result<Option<sluice_control_plane::approvals::slack::SlackConfig>> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct SlackFile {
-        slack: sluice_control_plane::approvals::slack::SlackConfig,
-    }
+/// The approval channels of an optional TOML file (for `sluice dev`): a
+/// `[slack]` table and `[[webhooks]]` tables, as in the control-plane
+/// configuration.
+pub fn load_approval_channels(file: Option<&Path>) -> anyhow::Result<ApprovalChannels> {
     let Some(path) = file else {
-        return Ok(None);
+        return Ok(ApprovalChannels::default());
     };
-    let parsed: SlackFile = Figment::from(Toml::file(path))
+    anyhow::ensure!(
+        path.exists(),
+        "approvals configuration file {} does not exist",
+        path.display()
+    );
+    Figment::from(Toml::file(path))
         .extract()
-        .with_context(|| format!("invalid Slack configuration in {}", path.display()))?;
-    Ok(Some(parsed.slack))
+        .with_context(|| format!("invalid approvals configuration in {}", path.display()))
+}
+
+/// Slack and webhooks as approval channels.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalChannels {
+    /// Slack, if configured.
+    #[serde(default)]
+    pub slack: Option<sluice_control_plane::approvals::slack::SlackConfig>,
+    /// Webhook endpoints.
+    #[serde(default)]
+    pub webhooks: Vec<sluice_control_plane::approvals::webhook::WebhookConfig>,
 }
 
 /// The `[[oidc]]` tables of an optional TOML file (for `sluice dev`).

@@ -84,6 +84,9 @@ pub struct ControlPlaneConfig {
     /// Deny buttons.
     #[serde(default)]
     pub slack: Option<crate::approvals::slack::SlackConfig>,
+    /// Signed webhooks told about every approval request and decision.
+    #[serde(default)]
+    pub webhooks: Vec<crate::approvals::webhook::WebhookConfig>,
 }
 
 /// A certificate and key in PEM files.

@@ -48,7 +48,7 @@ async fn main() {
     let gw = Gateway::seeded(&[
         "--policy",
         dir.path().join("policy.yaml").to_str().unwrap(),
-        "--slack-config",
+        "--approvals-config",
         dir.path().join("slack.toml").to_str().unwrap(),
     ])
     .await

@@ -102,7 +102,7 @@ slack_user = "U0AGENT"
     let gw = Gateway::seeded(&[
         "--policy",
         policy_file.to_str().unwrap(),
-        "--slack-config",
+        "--approvals-config",
         slack_file.to_str().unwrap(),
     ])
     .await

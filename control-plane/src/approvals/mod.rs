@@ -7,6 +7,7 @@
 
 mod decide;
 pub mod slack;
+pub mod webhook;
 
 pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
 
@@ -205,6 +206,7 @@ impl ControlPlane {
             .await?;
         tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
         self.post_to_slack(&created);
+        self.send_webhooks("approval.requested", &created, State::Pending);
         metrics::counter!("sluice_approvals_requested_total").increment(1);
         Ok(to_decision(self, &r.request_id, &created, State::Pending))
     }
@@ -386,6 +388,22 @@ impl ControlPlane {
         });
     }
 
+    /// Tells every configured webhook endpoint about `a` now in `state`.
+    fn send_webhooks(&self, kind: &str, a: &Approval, state: State) {
+        let endpoints = &self.config().webhooks;
+        if endpoints.is_empty() {
+            return;
+        }
+        let body = webhook::payload(
+            kind,
+            a,
+            state.as_str(),
+            &self.approval_url(&a.id),
+            sluice_common::unix_us() / 1_000_000,
+        );
+        webhook::deliver(&self.webhook_http, endpoints, &body);
+    }
+
     /// Replaces a decided request's Slack message (whatever channel decided).
     fn update_slack(&self, id: &str, state: State, by: &str) {
         let Some(client) = self.slack.clone() else {
@@ -480,6 +498,7 @@ impl ControlPlane {
     /// request reached a final state.
     fn announce(&self, a: &Approval, state: State, by: &str, reason: &str) {
         self.update_slack(&a.id, state, by);
+        self.send_webhooks("approval.decided", a, state);
         metrics::counter!("sluice_approvals_decided_total", "state" => state.as_str()).increment(1);
         self.bus.publish(BusEvent::ApprovalDecided {
             approval_id: a.id.clone(),
