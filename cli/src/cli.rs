@@ -90,6 +90,10 @@ pub struct DevArgs {
     /// `[[oidc]]` tables, as in the control-plane configuration.
     #[arg(long, value_name = "FILE")]
     pub oidc_config: Option<PathBuf>,
+    /// Approval channels from FILE: TOML with a `[slack]` table and
+    /// `[[webhooks]]` tables, as in the control-plane configuration.
+    #[arg(long, value_name = "FILE")]
+    pub approvals_config: Option<PathBuf>,
     /// Do not start a demo Postgres even if no target is given.
     #[arg(long)]
     pub no_demo: bool,

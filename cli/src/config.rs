@@ -30,6 +30,35 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>, env_prefix: &str) -> anyho
         })
 }
 
+/// The approval channels of an optional TOML file (for `sluice dev`): a
+/// `[slack]` table and `[[webhooks]]` tables, as in the control-plane
+/// configuration.
+pub fn load_approval_channels(file: Option<&Path>) -> anyhow::Result<ApprovalChannels> {
+    let Some(path) = file else {
+        return Ok(ApprovalChannels::default());
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "approvals configuration file {} does not exist",
+        path.display()
+    );
+    Figment::from(Toml::file(path))
+        .extract()
+        .with_context(|| format!("invalid approvals configuration in {}", path.display()))
+}
+
+/// Slack and webhooks as approval channels.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalChannels {
+    /// Slack, if configured.
+    #[serde(default)]
+    pub slack: Option<sluice_control_plane::approvals::slack::SlackConfig>,
+    /// Webhook endpoints.
+    #[serde(default)]
+    pub webhooks: Vec<sluice_control_plane::approvals::webhook::WebhookConfig>,
+}
+
 /// The `[[oidc]]` tables of an optional TOML file (for `sluice dev`).
 pub fn load_oidc(file: Option<&Path>) -> anyhow::Result<Vec<sluice_identity::OidcIssuerConfig>> {
     #[derive(serde::Deserialize)]

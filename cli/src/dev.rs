@@ -127,6 +127,7 @@ async fn run_with(
     let http_addr = http.local_addr()?;
     let api_url = format!("http://{http_addr}");
     let join_token = format!("sjt_dev_{}", uuid::Uuid::new_v4().simple());
+    let channels = crate::config::load_approval_channels(args.approvals_config.as_deref())?;
     let cp_config = ControlPlaneConfig {
         store_url: format!("sqlite://{}", data_dir.join("sluice.db").display()),
         grpc_listen: grpc_addr,
@@ -149,6 +150,8 @@ async fn run_with(
         service_token_ttl: Duration::from_secs(15 * 60),
         max_token_ttl: Duration::from_secs(24 * 3600),
         oidc: crate::config::load_oidc(args.oidc_config.as_deref())?,
+        slack: channels.slack,
+        webhooks: channels.webhooks,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;
     let names = register_targets(&cp, targets).await?;

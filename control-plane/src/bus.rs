@@ -23,6 +23,22 @@ pub const CHANNEL: &str = "sluice:bus:v1";
 pub enum BusEvent {
     /// Targets, policies or trust changed: rebuild and push snapshots.
     ConfigChanged,
+    /// An approval request reached a final state: the node holding its
+    /// statement (attached to any replica) must hear it at once.
+    ApprovalDecided {
+        /// The request.
+        approval_id: String,
+        /// The node that asked.
+        node_id: String,
+        /// The node's id for the request.
+        request_id: String,
+        /// approved | denied | expired | cancelled
+        state: String,
+        /// Who decided.
+        decided_by: String,
+        /// Why.
+        reason: String,
+    },
     /// End a session wherever it is served.
     KillSession {
         /// The session.

@@ -85,6 +85,13 @@ pub struct ControlPlaneConfig {
     /// REST API and every node accept besides this control plane's own.
     #[serde(default)]
     pub oidc: Vec<sluice_identity::OidcIssuerConfig>,
+    /// Slack as an approval channel: requests are posted with Approve and
+    /// Deny buttons.
+    #[serde(default)]
+    pub slack: Option<crate::approvals::slack::SlackConfig>,
+    /// Signed webhooks told about every approval request and decision.
+    #[serde(default)]
+    pub webhooks: Vec<crate::approvals::webhook::WebhookConfig>,
 }
 
 /// A certificate and key in PEM files.

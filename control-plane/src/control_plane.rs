@@ -56,6 +56,10 @@ pub struct ControlPlane {
     config: Arc<ControlPlaneConfig>,
     snapshots: watch::Receiver<Arc<v1::Snapshot>>,
     shutdown: Shutdown,
+    /// The Slack Web API, when Slack is an approval channel.
+    pub(crate) slack: Option<crate::approvals::slack::SlackClient>,
+    /// Delivers approval webhooks.
+    pub(crate) webhook_http: reqwest::Client,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -80,6 +84,9 @@ impl ControlPlane {
             return Err(StartError::Config(
                 "grpc_tls (cert and key) is required unless insecure_grpc is set for loopback development".to_owned(),
             ));
+        }
+        if let Some(problem) = config.webhooks.iter().find_map(|w| w.problem()) {
+            return Err(StartError::Config(format!("webhooks: {problem}")));
         }
         if let Some(problem) = config.oidc.iter().find_map(|c| c.problem()) {
             return Err(StartError::Config(format!("oidc: {problem}")));
@@ -130,7 +137,17 @@ impl ControlPlane {
             Some(own),
             IssuerRegistry::default().resolve(&config.oidc),
         ));
+        let slack = config
+            .slack
+            .as_ref()
+            .map(crate::approvals::slack::SlackClient::new);
+        let webhook_http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
         let cp = Self {
+            webhook_http,
+            slack,
             store,
             issuer: Arc::new(issuer),
             bus,

@@ -5,6 +5,7 @@
 //! through the store; what must reach other replicas at once travels on the
 //! [`bus::Bus`].
 
+pub mod approvals;
 pub mod audit;
 pub mod bus;
 pub mod config;

@@ -198,8 +198,15 @@ impl AttachedNode {
                         }
                     }
                     ev = bus.recv() => {
-                        if let Ok(BusEvent::KillSession { session_id, reason }) = ev {
-                            self.send(Out::KillSession(v1::KillSession { session_id, reason })).await?;
+                        match ev {
+                            Ok(BusEvent::KillSession { session_id, reason }) => {
+                                self.send(Out::KillSession(v1::KillSession { session_id, reason })).await?;
+                            }
+                            Ok(BusEvent::ApprovalDecided { approval_id, node_id, request_id, state, decided_by, reason }) if node_id == self.node_id => {
+                                let url = self.svc.cp.approval_url(&approval_id);
+                                self.send(Out::ApprovalDecision(v1::ApprovalDecision { request_id, approval_id, state, decided_by, reason, url })).await?;
+                            }
+                            _ => {}
                         }
                     }
                     msg = inbound.message() => match msg? {
@@ -241,17 +248,33 @@ impl AttachedNode {
             }
             Some(In::Audit(batch)) => self.ingest(batch.events).await,
             Some(In::ApprovalRequest(r)) => {
-                // Approval routing is not configured on this control plane:
-                // fail closed so the node refuses the statement.
-                self.send(Out::ApprovalDecision(v1::ApprovalDecision {
-                    request_id: r.request_id,
-                    state: "denied".to_owned(),
-                    reason: "no approval service is configured".to_owned(),
-                    ..Default::default()
-                }))
-                .await
+                // Answered off the stream's loop, so a slow store does not
+                // hold up audit acknowledgements; the node matches answers
+                // by request id.
+                let cp = self.svc.cp.clone();
+                let node_id = self.node_id.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let d = cp.on_approval_request(&node_id, r).await;
+                    let _ = tx
+                        .send(Ok(v1::ControlMessage {
+                            kind: Some(Out::ApprovalDecision(d)),
+                        }))
+                        .await;
+                });
+                Ok(())
             }
-            Some(In::ApprovalCancel(_)) => Ok(()),
+            Some(In::ApprovalCancel(c)) => {
+                if let Err(e) = self
+                    .svc
+                    .cp
+                    .cancel_approval(&self.node_id, &c.request_id, &c.reason)
+                    .await
+                {
+                    tracing::info!(error = %e, request_id = %c.request_id, "approval cancel not applied");
+                }
+                Ok(())
+            }
             Some(In::Hello(_)) => Err(Status::invalid_argument("Hello may only be sent once")),
             None => Err(Status::invalid_argument("empty message")),
         }

@@ -2,9 +2,10 @@
 //! One conformance suite, run against both store backends: Postgres (a fresh
 //! database on the real server) and SQLite (a fresh file).
 
+use sluice_control_plane::approvals::State;
 use sluice_control_plane::store::{
-    EventKind, IssuedTokenRecord, NewServiceAccount, NewTarget, PutMode, SessionFilter, Store,
-    StoreError, StoredEvent, TargetLogin,
+    ApprovalEntry, EventKind, IssuedTokenRecord, NewApproval, NewServiceAccount, NewTarget,
+    PutMode, SessionFilter, Store, StoreError, StoredEvent, TargetLogin, Transition,
 };
 use sluice_e2e::pg::TestDb;
 
@@ -45,6 +46,7 @@ conformance!(
     service_accounts_authenticate_and_disabling_revokes_their_tokens,
     api_keys_are_found_by_secret_until_revoked,
     secrets_are_rewritten_all_or_nothing,
+    approvals_bind_one_statement_and_keep_their_history,
 );
 
 fn target(name: &str) -> NewTarget {
@@ -505,4 +507,140 @@ async fn secrets_are_rewritten_all_or_nothing(s: &Store) {
     assert_eq!(a.logins[0].secret, "ref:env:AGENT_PW");
     assert!(s.delete_target("a").await.unwrap());
     assert_eq!(s.list_targets().await.unwrap().len(), 1);
+}
+
+fn new_approval(hash: &str) -> NewApproval {
+    NewApproval {
+        mode: "answer".to_owned(),
+        identity: "agent".to_owned(),
+        target: "demo".to_owned(),
+        session_id: "s1".to_owned(),
+        node_id: "n1".to_owned(),
+        node_request_id: "r1".to_owned(),
+        statement: "UPDATE orders SET status = 'refunded' WHERE id = 2".to_owned(),
+        statement_hash: hash.to_owned(),
+        policy: "reference".to_owned(),
+        rule: "writes-need-approval".to_owned(),
+        reason: "writes need approval".to_owned(),
+        approvers: vec!["dba".to_owned()],
+        required: 2,
+        ttl_us: 60_000_000,
+    }
+}
+
+fn entry(actor: &str, action: &str) -> ApprovalEntry {
+    ApprovalEntry {
+        at: sluice_common::unix_us(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        channel: "api".to_owned(),
+        reason: String::new(),
+    }
+}
+
+async fn approvals_bind_one_statement_and_keep_their_history(s: &Store) {
+    let now = sluice_common::unix_us();
+    let a = s.create_approval(new_approval("aa")).await.unwrap();
+    assert_eq!(a.state, State::Pending);
+    assert_eq!(a.approvers, vec!["dba".to_owned()]);
+    assert_eq!(a.required, 2);
+    assert!(a.expires_at > now);
+    // Found by exactly its binding, and by nothing else.
+    let found = s
+        .find_open_approval("agent", "demo", "aa", now)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.id), Some(a.id.clone()));
+    assert!(
+        s.find_open_approval("agent", "demo", "bb", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_open_approval("other", "demo", "aa", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_open_approval("agent", "prod", "aa", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_open_approval("agent", "demo", "aa", a.expires_at)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.find_node_approval("n1", "r1")
+            .await
+            .unwrap()
+            .map(|f| f.id),
+        Some(a.id.clone())
+    );
+    // Not approved: nothing to consume.
+    assert!(!s.consume_approval(&a.id, now).await.unwrap());
+    // A stale version loses; the current one wins.
+    let vote = Transition {
+        version: a.version,
+        state: State::Pending,
+        expires_at: None,
+        entry: entry("alice", "approve"),
+    };
+    assert!(s.transition_approval(&a.id, &vote).await.unwrap());
+    assert!(
+        !s.transition_approval(&a.id, &vote).await.unwrap(),
+        "a stale version must lose"
+    );
+    let a1 = s.get_approval(&a.id).await.unwrap().unwrap();
+    let approve = Transition {
+        version: a1.version,
+        state: State::Approved,
+        expires_at: Some(now + 120_000_000),
+        entry: entry("bob", "approve"),
+    };
+    assert!(s.transition_approval(&a.id, &approve).await.unwrap());
+    let a2 = s.get_approval(&a.id).await.unwrap().unwrap();
+    assert_eq!(a2.state, State::Approved);
+    assert_eq!(a2.expires_at, now + 120_000_000);
+    assert!(a2.decided_at.is_some());
+    let history = s.approval_history(&a.id).await.unwrap();
+    let who: Vec<_> = history
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(who, vec![("alice", "approve"), ("bob", "approve")]);
+    // Approved and unused: found first, consumed once.
+    let pending_twin = s.create_approval(new_approval("aa")).await.unwrap();
+    let found = s
+        .find_open_approval("agent", "demo", "aa", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.id, a.id,
+        "an approved request is preferred over a pending one"
+    );
+    assert!(s.consume_approval(&a.id, now).await.unwrap());
+    assert!(
+        !s.consume_approval(&a.id, now).await.unwrap(),
+        "an approval runs once"
+    );
+    let found = s
+        .find_open_approval("agent", "demo", "aa", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, pending_twin.id);
+    // Listing by state.
+    let pending = s.list_approvals(Some(State::Pending), 10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        vec![pending_twin.id.clone()]
+    );
+    assert_eq!(s.list_approvals(None, 10).await.unwrap().len(), 2);
 }

@@ -119,6 +119,7 @@ impl BoundNode {
             audit.durability(),
             shutdown.clone(),
         );
+        let approvals = link.approvals();
         let link = tokio::spawn(link.run());
         let ready = Readiness::default();
         tokio::spawn(track_readiness(
@@ -156,6 +157,7 @@ impl BoundNode {
             audit,
             sessions,
             credentials: self.credentials,
+            approvals,
             shutdown: shutdown.clone(),
         });
         tracing::info!(pg = %c.pg_listen, node = %c.node_name, "data plane serving");

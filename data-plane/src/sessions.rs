@@ -21,6 +21,9 @@ pub struct CancelTarget {
     pub pid: i32,
     /// The upstream backend's secret.
     pub secret: Vec<u8>,
+    /// Wakes a statement the session holds for approval, which has not
+    /// reached the server yet: the cancel withdraws its request.
+    pub held: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A session's kill switch and the reason it was pulled.
@@ -194,6 +197,7 @@ mod tests {
             tls_mode: "disable".into(),
             pid: 77,
             secret: vec![1, 2, 3, 4],
+            held: Default::default(),
         }
     }
 

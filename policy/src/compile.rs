@@ -9,8 +9,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::classify::Kind;
 use crate::decision::Verdict;
 use crate::model::{
-    ApprovalDoc, ApprovalMode, MultiStatement, PolicyDoc, RuleDoc, SettingsCondition, TablesRef,
-    WhereCondition,
+    ApprovalDoc, MultiStatement, PolicyDoc, RuleDoc, SettingsCondition, TablesRef, WhereCondition,
 };
 
 /// The largest policy document accepted.
@@ -116,12 +115,7 @@ impl Policy {
     /// Checks a parsed document.
     pub fn compile(doc: PolicyDoc) -> Result<Self, PolicyError> {
         check_name("name", &doc.name)?;
-        if doc.approval.mode == ApprovalMode::Hold {
-            return Err(err(
-                "approval.mode",
-                "hold is not available on this gateway yet; use answer (the client resends once approved)",
-            ));
-        }
+        check_approval(&doc.approval)?;
         let targets = globs("applies_to.targets", &doc.applies_to.targets, |_| Ok(()))?;
         let s = &doc.statements;
         let functions = match (&s.functions.allow, &s.functions.deny) {
@@ -226,6 +220,36 @@ fn rule(path: &str, r: &RuleDoc, named: &HashMap<String, GlobSet>) -> Result<Rul
         decision: r.decision,
         reason: r.reason.clone(),
     })
+}
+
+/// The most approvals a policy may require: more cannot be gathered in
+/// practice and only makes statements impossible to run.
+const MAX_REQUIRED_APPROVALS: u32 = 10;
+
+/// Approval settings must name real groups and a reachable count.
+fn check_approval(a: &crate::model::ApprovalDoc) -> Result<(), PolicyError> {
+    if a.required == 0 || a.required > MAX_REQUIRED_APPROVALS {
+        return Err(err(
+            "approval.required",
+            format!("must be between 1 and {MAX_REQUIRED_APPROVALS}"),
+        ));
+    }
+    if a.expires_after.is_zero() || a.expires_after > std::time::Duration::from_secs(7 * 24 * 3600)
+    {
+        return Err(err(
+            "approval.expires_after",
+            "must be more than zero and at most 7 days",
+        ));
+    }
+    for (i, g) in a.approvers.iter().enumerate() {
+        if g.is_empty() || g.len() > 200 {
+            return Err(err(
+                format!("approval.approvers[{i}]"),
+                "a group name must be 1 to 200 characters",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {

@@ -164,6 +164,17 @@ pub struct ApprovalDoc {
     /// How long a request stays open.
     #[serde(default = "fifteen_minutes", with = "humantime_serde")]
     pub expires_after: Duration,
+    /// Identity groups whose members may decide (any of them). Empty means
+    /// anyone holding the approver or admin role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed before the statement may run (N of M).
+    #[serde(default = "one")]
+    pub required: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn fifteen_minutes() -> Duration {
@@ -175,6 +186,8 @@ impl Default for ApprovalDoc {
         Self {
             mode: ApprovalMode::default(),
             expires_after: fifteen_minutes(),
+            approvers: Vec::new(),
+            required: one(),
         }
     }
 }

@@ -8,4 +8,5 @@ pub mod gateway;
 pub mod oidc;
 pub mod pg;
 pub mod process;
+pub mod slack;
 pub mod wire;

@@ -90,3 +90,103 @@ async fn a_change_on_one_replica_reaches_nodes_of_the_other_at_once() {
     let msg = refused.as_db_error().unwrap().message().to_owned();
     assert!(msg.contains("lockdown"), "{msg}");
 }
+
+/// The reference policy, holding statements for approval.
+fn holding_reference() -> String {
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/reference.yaml"
+    ))
+    .unwrap();
+    let old =
+        "  mode: answer          # refuse at once with SQLSTATE SL001; resend once approved\n";
+    assert!(source.contains(old));
+    source.replace(old, "  mode: hold\n")
+}
+
+#[tokio::test]
+async fn an_approval_on_one_replica_releases_a_statement_held_through_the_other() {
+    let target = TestDb::with_sql(SEED_SQL).await.unwrap();
+    let store = TestDb::create().await.unwrap();
+    let redis =
+        std::env::var("SLUICE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let d = Deployment::new(&Options {
+        store_url: Some(store.url.clone()),
+        redis_url: Some(redis),
+        replicas: 2,
+        poll: Duration::from_secs(3600),
+        max_snapshot_age: Duration::from_secs(60),
+        tls: false,
+    })
+    .unwrap();
+    let _a = d.start_control_plane(0).await.unwrap();
+    let _b = d.start_control_plane(1).await.unwrap();
+    let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
+    let agent = d
+        .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
+        .unwrap();
+    let (on_a, on_b) = (d.api(0, &admin), d.api(1, &admin));
+    let (status, body) = on_a
+        .post(
+            "/api/v1/policies",
+            &json!({ "source": holding_reference() }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let target_body = json!({
+        "name": "demo", "host": "127.0.0.1", "port": 5432,
+        "database": target.name, "username": "postgres", "tls_mode": "disable",
+    });
+    let (status, body) = on_a.post("/api/v1/targets", &target_body).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let node = d.start_node().await.unwrap();
+    let client = eventually(Duration::from_secs(30), || async {
+        let c = connect(&d.client_config(&agent, "replicas-approval")).await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no session through the node: {e:#}\n{}", node.log()));
+
+    // The node (attached to A) holds the statement; B sees the request in
+    // the shared store.
+    let client = std::sync::Arc::new(client);
+    let held = tokio::spawn({
+        let c = client.clone();
+        async move {
+            c.simple_query("UPDATE orders SET status = 'refunded' WHERE id = 3")
+                .await
+        }
+    });
+    let id = eventually(Duration::from_secs(20), || async {
+        let list = on_b.get("/api/v1/approvals?status=pending").await?;
+        let id = list["items"][0]["id"].as_str().map(str::to_owned);
+        id.ok_or_else(|| anyhow::anyhow!("no pending request yet"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        !held.is_finished(),
+        "the statement must wait for a decision"
+    );
+    let (status, body) = on_b
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Only Redis can carry the decision to A (store polling is an hour).
+    held.await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the held statement failed: {e}\n{}", node.log()));
+    let (direct, conn) = tokio_postgres::connect(&target.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let status: String = direct
+        .query_one("SELECT status FROM orders WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "refunded");
+}

@@ -9,6 +9,7 @@
 //! document; every `/api/v1` endpoint needs a bearer token with a role.
 
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod openapi;
 pub mod policies;
 pub mod service_accounts;
 pub mod sessions;
+pub mod slack;
 pub mod targets;
 pub mod ui;
 
@@ -102,6 +104,8 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(join_tokens::routes())
         .merge(service_accounts::routes())
         .merge(api_keys::routes())
+        .merge(approvals::routes())
+        .merge(slack::routes())
         .merge(oauth::routes())
         .merge(ui::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))

@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
 use crate::{
-    api_keys, audit, auth, events, join_tokens, nodes, oauth, policies, service_accounts, sessions,
-    targets,
+    api_keys, approvals, audit, auth, events, join_tokens, nodes, oauth, policies,
+    service_accounts, sessions, targets,
 };
 
 /// The API document. `ApiDoc::openapi()` builds it.
@@ -35,6 +35,7 @@ use crate::{
         service_accounts::create, service_accounts::list, service_accounts::show, service_accounts::disable,
         service_accounts::issue_token, service_accounts::list_tokens, service_accounts::revoke_token,
         api_keys::create, api_keys::list, api_keys::revoke,
+        approvals::list, approvals::show, approvals::approve, approvals::deny,
         oauth::token,
         auth::jwks,
     ),
@@ -48,6 +49,7 @@ use crate::{
         (name = "nodes", description = "Data-plane nodes"),
         (name = "join-tokens", description = "Credentials nodes use to join"),
         (name = "identities", description = "Service accounts for agents and automation, their tokens, and API keys"),
+        (name = "approvals", description = "Statements waiting for a human's decision"),
         (name = "auth", description = "Token verification keys and the OAuth2 token endpoint"),
     )
 )]

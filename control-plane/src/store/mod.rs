@@ -4,6 +4,7 @@
 //! conformance suite (`tests/store_conformance.rs`) runs against both.
 
 mod api_keys;
+mod approvals;
 mod audit;
 mod events;
 mod join_tokens;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use api_keys::{API_KEY_PREFIX, ApiKey, CreatedApiKey};
+pub use approvals::{Approval, ApprovalEntry, NewApproval, Transition};
 pub use audit::EventRecord;
 pub use events::{EventKind, ResultSample, StoredEvent};
 pub use join_tokens::{JoinToken, NewJoinToken};

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::approvals::Approvals;
 use super::audit::{Durability, Pending};
 use super::snapshot::{NodeSnapshot, SnapshotCell};
 use crate::config::DataPlaneConfig;
@@ -75,6 +76,8 @@ pub struct ControlLink {
     node_id: Option<String>,
     heartbeat: Duration,
     shutdown: Shutdown,
+    approvals: Arc<Approvals>,
+    approval_rx: mpsc::Receiver<v1::NodeMessage>,
 }
 
 impl ControlLink {
@@ -88,6 +91,7 @@ impl ControlLink {
         shutdown: Shutdown,
     ) -> Self {
         let pending = Pending::new(config.audit_buffer_events);
+        let (approvals, approval_rx) = Approvals::new();
         Self {
             config,
             snapshot,
@@ -98,7 +102,14 @@ impl ControlLink {
             node_id: None,
             heartbeat: Duration::from_secs(5),
             shutdown,
+            approvals: Arc::new(approvals),
+            approval_rx,
         }
+    }
+
+    /// Where sessions ask for approvals; answers arrive through this link.
+    pub fn approvals(&self) -> Arc<Approvals> {
+        self.approvals.clone()
     }
 
     /// Runs until shutdown, reconnecting with backoff.
@@ -108,6 +119,7 @@ impl ControlLink {
             let started = Instant::now();
             let attached = self.attach_once().await;
             self.durability.set_connected(false);
+            self.approvals.set_connected(false);
             match attached {
                 Ok(()) => return,
                 Err(e) => {
@@ -126,6 +138,9 @@ impl ControlLink {
                     () = self.shutdown.cancelled() => return,
                     () = &mut wait => break,
                     Some(ev) = self.audit_rx.recv(), if self.pending.has_room() => self.pending.push(ev),
+                    // Sessions were told the control plane is unreachable:
+                    // their requests must not surface after a reconnect.
+                    Some(_) = self.approval_rx.recv() => {}
                 }
             }
         }
@@ -183,6 +198,7 @@ impl ControlLink {
         };
         self.snapshot.touch();
         self.durability.set_connected(true);
+        self.approvals.set_connected(true);
         let backlog: Vec<_> = self.pending.iter().cloned().collect();
         for chunk in backlog.chunks(MAX_BATCH) {
             let batch = send(Out::Audit(v1::AuditBatch {
@@ -202,6 +218,9 @@ impl ControlLink {
                     last_heard = Instant::now();
                     self.snapshot.touch();
                     self.handle(msg);
+                }
+                Some(m) = self.approval_rx.recv() => {
+                    tx.send(m).await.map_err(|_| LinkError::Lost("stream closed"))?;
                 }
                 Some(ev) = self.audit_rx.recv(), if self.pending.has_room() => {
                     let events = self.collect_batch(ev).await;
@@ -265,7 +284,10 @@ impl ControlLink {
             Some(In::HeartbeatAck(_)) | None => {}
             Some(In::KillSession(k)) => self.sessions.kill(&k.session_id, &k.reason),
             Some(In::ApprovalDecision(d)) => {
-                tracing::warn!(request_id = %d.request_id, "approval decision for a request this node does not hold");
+                let request_id = d.request_id.clone();
+                if !self.approvals.deliver(d) {
+                    tracing::info!(request_id = %request_id, "approval decision for a request no session waits for");
+                }
             }
         }
     }

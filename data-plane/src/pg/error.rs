@@ -64,6 +64,12 @@ pub mod sqlstate {
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// Approval is required before the statement can run.
     pub const APPROVAL_REQUIRED: &str = "SL001";
+    /// The client cancelled the statement.
+    pub const QUERY_CANCELED: &str = "57014";
+    /// A held statement's approval was denied (or withdrawn).
+    pub const APPROVAL_DENIED: &str = "SL002";
+    /// A held statement's approval request expired undecided.
+    pub const APPROVAL_EXPIRED: &str = "SL003";
     /// A bad token.
     pub const INVALID_PASSWORD: &str = "28P01";
     /// TLS or other authorization problems at startup.

@@ -72,7 +72,7 @@ async fn openapi_document_describes_the_api() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), count, "operationIds are unique");
-    assert_eq!(count, 34, "one operationId per operation");
+    assert_eq!(count, 38, "one operationId per operation");
     assert!(
         paths["/.well-known/jwks.json"]["get"]
             .get("security")

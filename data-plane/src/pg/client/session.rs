@@ -40,6 +40,8 @@ pub struct Shared {
     pub sessions: Arc<Sessions>,
     /// Upstream credentials held by the control plane.
     pub credentials: CredentialSource,
+    /// Where sessions ask the control plane for approvals.
+    pub approvals: Arc<crate::control::approvals::Approvals>,
     /// Node shutdown.
     pub shutdown: Shutdown,
 }
@@ -109,7 +111,8 @@ async fn open_session(
         shared.limits,
         shared.audit.clone(),
         shared.snapshot.clone(),
-    );
+    )
+    .with_approvals(shared.approvals.clone());
     span.record("session_id", ctx.session_id.as_str());
     let unavailable = || {
         ClientError::fatal(
@@ -176,6 +179,7 @@ async fn open_session(
         tls_mode: target.0.tls_mode.clone(),
         pid: upstream.pid,
         secret: upstream.secret.clone(),
+        held: ctx.cancel_held.clone(),
     });
     let kill = shared
         .sessions
@@ -322,6 +326,7 @@ fn record_auth_failure(shared: &Shared, peer: SocketAddr, hello: &mut Hello, e: 
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
     match shared.sessions.cancel_target(pid, secret) {
         Some(t) => {
+            t.held.notify_waiters();
             if let Err(e) = cancel::forward(&t).await {
                 tracing::warn!(error = %e, "cancel request could not be forwarded");
             } else {

@@ -16,9 +16,12 @@ pub mod tracker;
 use std::sync::Mutex;
 
 use bytes::BytesMut;
+use sluice_policy::model::ApprovalMode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
+use tokio::sync::mpsc;
 
 pub use self::session::SessionCtx;
+use self::session::{ApprovalAnswer, Held, Withdrawal};
 use self::statements::ClientState;
 use self::tracker::{Action, Desync, Tracker};
 use crate::control::audit::NotDurable;
@@ -135,9 +138,12 @@ pub async fn relay(
         ctx.limits.stall,
     );
     let tracker = Mutex::new(Tracker::default());
+    // Notices the client loop has for the client (a held statement's
+    // "waiting for approval"), written by the server loop between messages.
+    let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<Frame>();
     let end = tokio::select! {
-        end = client_to_server(&mut c_reader, &mut u_write, &tracker, ctx) => end,
-        end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx, pids) => end,
+        end = client_to_server(&mut c_reader, &mut u_write, &tracker, ctx, &notice_tx) => end,
+        end = server_to_client(&mut u_reader, &mut c_write, &tracker, ctx, pids, &mut notice_rx) => end,
         () = kill.token.cancelled() => End::Killed(kill.reason().unwrap_or_else(|| "the gateway is shutting down".to_owned())),
         () = drained(kill, &tracker, ctx.limits.drain_grace) => End::Killed(kill.reason().unwrap_or_else(|| "the session was ended".to_owned())),
     };
@@ -160,6 +166,7 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
     upstream: &mut W,
     tracker: &Mutex<Tracker>,
     ctx: &SessionCtx,
+    notices: &mpsc::UnboundedSender<Frame>,
 ) -> End {
     let mut state = ClientState::default();
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -176,6 +183,60 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
                 terminate = true;
                 break;
             }
+            let needs = match ClientState::approval_needed(&frame, ctx) {
+                Ok(n) => n,
+                Err(e) => return End::ClientProtocol(e),
+            };
+            if let Some((text, decision)) = needs {
+                // Send what came before it now: the answer may take a while.
+                if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
+                    return end;
+                }
+                let (answer, gone) = if ctx.approval_mode(&decision) == ApprovalMode::Hold {
+                    let cancel = ctx.cancel_held.clone();
+                    let client_gone = async {
+                        tokio::select! {
+                            // Keep reading (buffering whatever the client
+                            // pipelines) until it hangs up.
+                            () = async { while let Ok(true) = client.fill().await {} } => Withdrawal::Hangup,
+                            () = cancel.notified() => Withdrawal::Cancelled,
+                        }
+                    };
+                    let notify = |f: Frame| {
+                        let _ = notices.send(f);
+                    };
+                    match ctx
+                        .hold_for_approval(text, &[], &decision, notify, client_gone)
+                        .await
+                    {
+                        Held::Answer(a) => (a, false),
+                        Held::Withdrawn { approval_id, why } => (
+                            ApprovalAnswer::Refuse {
+                                approval_id: Some(approval_id),
+                                error: ClientError::error(
+                                    sqlstate::QUERY_CANCELED,
+                                    "canceling statement due to user request; its approval request was withdrawn",
+                                ),
+                            },
+                            why == Withdrawal::Hangup,
+                        ),
+                    }
+                } else {
+                    (ctx.ask_approval(text, &[], &decision).await, false)
+                };
+                let Ok(mut t) = tracker.lock() else {
+                    return End::UpstreamLost("tracker poisoned".to_owned());
+                };
+                if let Err(e) =
+                    state.on_answered_query(&frame, decision, answer, &mut t, ctx, &mut out)
+                {
+                    return End::ClientProtocol(e);
+                }
+                if gone {
+                    return End::ClientClosed;
+                }
+                continue;
+            }
             let Ok(mut t) = tracker.lock() else {
                 return End::UpstreamLost("tracker poisoned".to_owned());
             };
@@ -183,16 +244,8 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
                 return End::ClientProtocol(e);
             }
         }
-        if let Some(seq) = state.take_awaiting()
-            && let Err(e) = ctx.durable(seq).await
-        {
-            return e.into();
-        }
-        if !out.is_empty() {
-            if let Err(e) = upstream.write_all(&out).await {
-                return End::UpstreamLost(e.to_string());
-            }
-            out.clear();
+        if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
+            return end;
         }
         if terminate {
             return End::ClientClosed;
@@ -203,6 +256,27 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
             Err(e) => return too_large_or_io(e),
         }
     }
+}
+
+/// Forwards what the client loop has buffered, once every strict statement
+/// in it has its record stored.
+async fn flush<W: AsyncWrite + Unpin>(
+    state: &mut ClientState,
+    ctx: &SessionCtx,
+    upstream: &mut W,
+    out: &mut BytesMut,
+) -> Result<(), End> {
+    if let Some(seq) = state.take_awaiting() {
+        ctx.durable(seq).await?;
+    }
+    if !out.is_empty() {
+        upstream
+            .write_all(out)
+            .await
+            .map_err(|e| End::UpstreamLost(e.to_string()))?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Completes once a drain was asked for and no statement is in flight, or
@@ -267,6 +341,7 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     tracker: &Mutex<Tracker>,
     ctx: &SessionCtx,
     pids: Pids,
+    notices: &mut mpsc::UnboundedReceiver<Frame>,
 ) -> End {
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut last_plan = None;
@@ -306,7 +381,18 @@ async fn server_to_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             out.clear();
         }
-        match upstream.fill().await {
+        let filled = tokio::select! {
+            r = upstream.fill() => r,
+            Some(notice) = notices.recv() => {
+                // Between two whole messages: the client's parser stays in step.
+                ctx.add_to_client(notice.raw.len());
+                if let Err(e) = client.write_all(&notice.raw).await {
+                    return End::ClientIo(ReadError::Io(e));
+                }
+                continue;
+            }
+        };
+        match filled {
             Ok(true) => {}
             Ok(false) => return End::UpstreamLost("the target closed the connection".to_owned()),
             Err(e) => return End::UpstreamLost(e.to_string()),

@@ -11,8 +11,13 @@ use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
 
 use super::tracker::Exec;
+use crate::control::approvals::{Approvals, Unavailable, statement_hash};
 use crate::control::audit::{AuditFull, AuditSink, NotDurable};
 use crate::control::snapshot::SnapshotCell;
+use crate::pg::codec::backend::ErrorFields;
+use crate::pg::codec::frame::Frame;
+use crate::pg::error::{ClientError, sqlstate};
+use sluice_policy::model::ApprovalMode;
 
 /// Decisions a session remembers.
 const DECISION_CACHE_SIZE: usize = 1024;
@@ -58,6 +63,8 @@ pub struct SessionCtx {
     pub target: String,
     /// Limits.
     pub limits: Limits,
+    /// Fired by a client's cancel request, for a statement held for approval.
+    pub cancel_held: Arc<tokio::sync::Notify>,
     sink: AuditSink,
     snapshot: Arc<SnapshotCell>,
     seq: AtomicU64,
@@ -65,6 +72,111 @@ pub struct SessionCtx {
     statements: AtomicU64,
     bytes_to_client: AtomicU64,
     bytes_from_client: AtomicU64,
+    approvals: Option<Arc<Approvals>>,
+}
+
+/// Why a held statement was withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// A cancel request: the session goes on.
+    Cancelled,
+    /// The client hung up.
+    Hangup,
+}
+
+/// The end of a held statement.
+#[derive(Debug)]
+pub enum Held {
+    /// Decided (or refused for want of an answer).
+    Answer(ApprovalAnswer),
+    /// The client cancelled or went away while waiting; the request was
+    /// withdrawn.
+    Withdrawn {
+        /// The withdrawn request.
+        approval_id: Arc<str>,
+        /// Why.
+        why: Withdrawal,
+    },
+}
+
+fn lead(decision: &Decision) -> String {
+    if decision.reason.is_empty() {
+        "approval required".to_owned()
+    } else {
+        format!("approval required: {}", decision.reason)
+    }
+}
+
+fn unavailable(lead: &str, why: Unavailable) -> ApprovalAnswer {
+    ApprovalAnswer::Refuse {
+        approval_id: None,
+        error: ClientError::error(
+            sqlstate::APPROVAL_REQUIRED,
+            format!("{lead}; {why}, so the statement was not run"),
+        )
+        .with_hint("try again once the gateway reaches its control plane"),
+    }
+}
+
+/// The refusal for a request that ended without approval.
+fn final_answer(lead: &str, d: &v1::ApprovalDecision) -> ApprovalAnswer {
+    let id = (!d.approval_id.is_empty()).then(|| Arc::<str>::from(d.approval_id.as_str()));
+    let by = if d.decided_by.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", d.decided_by)
+    };
+    let why = if d.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", d.reason)
+    };
+    let error = match d.state.as_str() {
+        "denied" if id.is_some() => ClientError::error(
+            sqlstate::APPROVAL_DENIED,
+            format!("approval request {} was denied{by}{why}", d.approval_id),
+        ),
+        "expired" => ClientError::error(
+            sqlstate::APPROVAL_EXPIRED,
+            format!(
+                "approval request {} expired before anyone decided",
+                d.approval_id
+            ),
+        ),
+        "cancelled" => ClientError::error(
+            sqlstate::APPROVAL_DENIED,
+            format!("approval request {} was withdrawn", d.approval_id),
+        ),
+        _ => ClientError::error(
+            sqlstate::APPROVAL_REQUIRED,
+            format!("{lead}; the approval service refused the request{why}"),
+        ),
+    };
+    ApprovalAnswer::Refuse {
+        approval_id: id,
+        error,
+    }
+}
+
+/// How long a session waits for the control plane's first answer about a
+/// statement that needs approval before refusing it.
+const APPROVAL_ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// What becomes of a statement that needs approval.
+#[derive(Debug)]
+pub enum ApprovalAnswer {
+    /// Approved for exactly these bytes: run it once.
+    Run {
+        /// The approval it runs under.
+        approval_id: Arc<str>,
+    },
+    /// Not (yet) approved: refuse it with this error.
+    Refuse {
+        /// The request the client can have approved, if one exists.
+        approval_id: Option<Arc<str>>,
+        /// SQLSTATE SL001 with the request id, and the URL in the hint.
+        error: ClientError,
+    },
 }
 
 impl SessionCtx {
@@ -88,6 +200,175 @@ impl SessionCtx {
             statements: AtomicU64::new(0),
             bytes_to_client: AtomicU64::new(0),
             bytes_from_client: AtomicU64::new(0),
+            approvals: None,
+            cancel_held: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Lets the session ask the control plane for approvals; without it,
+    /// every statement that needs approval is refused.
+    #[must_use]
+    pub fn with_approvals(mut self, approvals: Arc<Approvals>) -> Self {
+        self.approvals = Some(approvals);
+        self
+    }
+
+    /// Whether the policy that asked for approval holds the statement
+    /// (`hold`) or refuses it at once (`answer`).
+    pub fn approval_mode(&self, decision: &Decision) -> ApprovalMode {
+        self.approval_settings(decision)
+            .map_or(ApprovalMode::Answer, |(mode, _)| mode)
+    }
+
+    fn approval_settings(&self, decision: &Decision) -> Option<(ApprovalMode, u64)> {
+        let snapshot = self.snapshot.usable().ok()?;
+        let name = decision.policy.as_deref()?;
+        let set = snapshot.policies.as_ref().ok()?;
+        let p = set.policies().find(|p| p.name() == name)?;
+        let a = p.approval();
+        Some((
+            a.mode,
+            u64::try_from(a.expires_after.as_millis()).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn approval_request(
+        &self,
+        text: &[u8],
+        params: &[Option<&[u8]>],
+        decision: &Decision,
+    ) -> v1::ApprovalRequest {
+        v1::ApprovalRequest {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            session_id: self.session_id.clone(),
+            identity: self.identity.name.clone(),
+            target: self.target.clone(),
+            statement: String::from_utf8_lossy(text).into_owned(),
+            statement_hash: statement_hash(text, params).to_vec(),
+            policy: decision.policy.clone().unwrap_or_default(),
+            rule: decision.rule.clone().unwrap_or_default(),
+            reason: decision.reason.clone(),
+            ttl_ms: self.approval_settings(decision).map_or(0, |(_, t)| t),
+        }
+    }
+
+    /// Asks the control plane about a statement `decision` says needs
+    /// approval, bound to its exact bytes (and parameters), this identity
+    /// and this target; waits for the answer. Fails closed: anything but an
+    /// approval for exactly these bytes refuses the statement.
+    pub async fn ask_approval(
+        &self,
+        text: &[u8],
+        params: &[Option<&[u8]>],
+        decision: &Decision,
+    ) -> ApprovalAnswer {
+        let lead = lead(decision);
+        let Some(approvals) = &self.approvals else {
+            return unavailable(&lead, Unavailable::Disconnected);
+        };
+        let mut ticket = match approvals.ask(self.approval_request(text, params, decision)) {
+            Ok(t) => t,
+            Err(e) => return unavailable(&lead, e),
+        };
+        let answer = match ticket.next(APPROVAL_ANSWER_WAIT).await {
+            Ok(a) => a,
+            Err(e) => return unavailable(&lead, e),
+        };
+        match answer.state.as_str() {
+            "approved" if !answer.approval_id.is_empty() => {
+                tracing::info!(approval_id = %answer.approval_id, "statement runs under an approval");
+                ApprovalAnswer::Run {
+                    approval_id: Arc::from(answer.approval_id.as_str()),
+                }
+            }
+            "pending" if !answer.approval_id.is_empty() => ApprovalAnswer::Refuse {
+                approval_id: Some(Arc::from(answer.approval_id.as_str())),
+                error: ClientError::error(
+                    sqlstate::APPROVAL_REQUIRED,
+                    format!("{lead}; approval request {} is pending", answer.approval_id),
+                )
+                .with_hint(format!(
+                    "approve it at {}, then send the same statement again",
+                    answer.url
+                )),
+            },
+            _ => final_answer(&lead, &answer),
+        }
+    }
+
+    /// Holds a statement until a human decides: asks the control plane,
+    /// tells the client where to approve (`notify` gets a NoticeResponse),
+    /// and waits for the decision, the request's expiry, or `gone` (the
+    /// client went away or cancelled), which withdraws the request.
+    pub async fn hold_for_approval<G>(
+        &self,
+        text: &[u8],
+        params: &[Option<&[u8]>],
+        decision: &Decision,
+        notify: impl FnOnce(Frame),
+        gone: G,
+    ) -> Held
+    where
+        G: std::future::Future<Output = Withdrawal>,
+    {
+        let lead = lead(decision);
+        let Some(approvals) = &self.approvals else {
+            return Held::Answer(unavailable(&lead, Unavailable::Disconnected));
+        };
+        let request = self.approval_request(text, params, decision);
+        let ttl = Duration::from_millis(request.ttl_ms.max(1));
+        let mut ticket = match approvals.ask(request) {
+            Ok(t) => t,
+            Err(e) => return Held::Answer(unavailable(&lead, e)),
+        };
+        let first = match ticket.next(APPROVAL_ANSWER_WAIT).await {
+            Ok(a) => a,
+            Err(e) => return Held::Answer(unavailable(&lead, e)),
+        };
+        if first.state != "pending" || first.approval_id.is_empty() {
+            return Held::Answer(final_answer(&lead, &first));
+        }
+        let id: Arc<str> = Arc::from(first.approval_id.as_str());
+        notify(
+            ErrorFields {
+                severity: "NOTICE",
+                code: sqlstate::APPROVAL_REQUIRED,
+                message: &format!("waiting for approval: {}", first.url),
+                detail: None,
+                hint: Some(&format!("approval request {id}")),
+            }
+            .notice(),
+        );
+        tracing::info!(approval_id = %id, "statement held for approval");
+        tokio::pin!(gone);
+        // A little past the expiry, the control plane's word is awaited no
+        // longer: the statement has expired either way.
+        let deadline = tokio::time::sleep(ttl + Duration::from_secs(2));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                d = ticket.wait() => match d {
+                    Some(d) if d.state == "pending" => {}
+                    Some(d) if d.state == "approved" => return Held::Answer(ApprovalAnswer::Run { approval_id: id }),
+                    Some(d) => return Held::Answer(final_answer(&lead, &d)),
+                    None => return Held::Answer(unavailable(&lead, Unavailable::Disconnected)),
+                },
+                () = &mut deadline => {
+                    return Held::Answer(final_answer(&lead, &v1::ApprovalDecision {
+                        approval_id: id.to_string(),
+                        state: "expired".to_owned(),
+                        ..Default::default()
+                    }));
+                }
+                why = &mut gone => {
+                    let reason = match why {
+                        Withdrawal::Cancelled => "the client cancelled the statement",
+                        Withdrawal::Hangup => "the client disconnected",
+                    };
+                    approvals.cancel(ticket.request_id(), reason);
+                    return Held::Withdrawn { approval_id: id, why };
+                }
+            }
         }
     }
 
@@ -189,7 +470,13 @@ impl SessionCtx {
         self.statements.fetch_add(1, Ordering::Relaxed);
         let d = &exec.decision;
         metrics::counter!("sluice_statements_total", "decision" => d.verdict.as_str()).increment(1);
-        let duration_us = if d.verdict == Verdict::Allow {
+        // A statement that needed approval ran if it was not refused.
+        let ran = match d.verdict {
+            Verdict::Allow => true,
+            Verdict::Approval => exec.sqlstate != sqlstate::APPROVAL_REQUIRED,
+            Verdict::Deny => false,
+        };
+        let duration_us = if ran {
             u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX)
         } else {
             0
@@ -210,7 +497,7 @@ impl SessionCtx {
             rows: exec.rows,
             sqlstate: exec.sqlstate.clone(),
             command_tag,
-            approval_id: String::new(),
+            approval_id: exec.approval_id.as_deref().unwrap_or_default().to_owned(),
             policy: d.policy.clone().unwrap_or_default(),
             policy_version: String::new(),
             masked: exec

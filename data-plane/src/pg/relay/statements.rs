@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use sluice_policy::{Decision, Delivery, Verdict};
 
-use super::session::SessionCtx;
+use super::session::{ApprovalAnswer, SessionCtx};
 use super::tracker::{Exec, Expect, Protocol, Tracker};
 use crate::control::audit::AuditFull;
 use crate::pg::codec::frame::Frame;
@@ -36,6 +36,9 @@ struct Prepared {
     stmt_desc: DescSlot,
     formats: Arc<[i16]>,
 }
+
+/// A Query's text and the decision that it needs approval.
+pub type NeedsApproval<'f> = (&'f [u8], Arc<Decision>);
 
 /// Per-connection client-side state.
 #[derive(Debug, Default)]
@@ -79,6 +82,72 @@ impl ClientState {
         if exec.decision.delivery == Delivery::Strict {
             self.awaiting = Some(ctx.intend(exec)?);
         }
+        Ok(())
+    }
+
+    /// For a simple-protocol Query that policy says needs approval, its
+    /// decision: the caller asks the control plane before handing the
+    /// message to [`Self::on_answered_query`]. Extended-protocol statements
+    /// are refused with SL001 by [`Self::on_client`] (their parameters are
+    /// bound later, in a separate message).
+    pub fn approval_needed<'f>(
+        frame: &'f Frame,
+        ctx: &SessionCtx,
+    ) -> Result<Option<NeedsApproval<'f>>, ClientError> {
+        if frame.tag() != b'Q' {
+            return Ok(None);
+        }
+        let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
+        let decision = ctx.decide(text);
+        Ok((decision.verdict == Verdict::Approval).then_some((text, decision)))
+    }
+
+    /// Handles a Query whose approval the control plane answered: forwards
+    /// it if approved for exactly these bytes, refuses it otherwise.
+    pub fn on_answered_query(
+        &mut self,
+        frame: &Frame,
+        decision: Arc<Decision>,
+        answer: ApprovalAnswer,
+        tracker: &mut Tracker,
+        ctx: &SessionCtx,
+        out: &mut BytesMut,
+    ) -> Result<(), ClientError> {
+        let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
+        let mut exec = Exec::new(
+            String::from_utf8_lossy(text).into(),
+            decision,
+            Protocol::Simple,
+        );
+        match answer {
+            ApprovalAnswer::Run { approval_id } => {
+                exec.approval_id = Some(approval_id);
+                // What a human approved runs under the same masking, and
+                // only once its record is stored (approvals are strict).
+                exec.mask = exec
+                    .decision
+                    .masking
+                    .as_ref()
+                    .map(|m| Box::new(ExecMask::simple(m.0.clone())));
+                self.intend(ctx, &exec).map_err(|e| {
+                    ClientError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, e.to_string())
+                })?;
+                out.extend_from_slice(&frame.raw);
+            }
+            ApprovalAnswer::Refuse { approval_id, error } => {
+                exec.approval_id = approval_id;
+                exec.sqlstate = error.code.to_owned();
+                ctx.record(&exec);
+                exec.recorded = true;
+                exec.denial = Some(error.frame());
+                tracing::info!(
+                    approval_id = exec.approval_id.as_deref().unwrap_or(""),
+                    "statement held for approval refused"
+                );
+                out.extend_from_slice(&frontend::encode_query(MARKER).raw);
+            }
+        }
+        tracker.push(Expect::Simple(exec));
         Ok(())
     }
 

@@ -69,13 +69,14 @@ pub struct Exec {
     pub mask: Option<Box<crate::pg::mask::ExecMask>>,
     /// The start of its result, for the record.
     pub sample: Option<Box<super::sample::Sample>>,
+    /// The approval request it ran under, or was refused pending.
+    pub approval_id: Option<Arc<str>>,
 }
 
 impl Exec {
     /// A statement about to be forwarded.
     pub fn new(text: Arc<str>, decision: Arc<Decision>, protocol: Protocol) -> Self {
-        let sample = (decision.verdict == sluice_policy::Verdict::Allow
-            && decision.sample.rows > 0)
+        let sample = (decision.verdict != sluice_policy::Verdict::Deny && decision.sample.rows > 0)
             .then(|| Box::new(super::sample::Sample::new(decision.sample)));
         Self {
             sample,
@@ -90,6 +91,7 @@ impl Exec {
             skipped: false,
             recorded: false,
             mask: None,
+            approval_id: None,
         }
     }
 }

@@ -1,0 +1,512 @@
+//! Just-in-time approvals: a statement policy marks `approval` becomes a
+//! request bound to the identity, the target, the exact statement bytes and
+//! bound parameters, and the deciding rule. Approvers decide through any
+//! channel; the decision reaches the node holding the statement through the
+//! bus. The rules are pure ([`decide`]); this module is the thin I/O around
+//! them.
+
+mod decide;
+pub mod slack;
+pub mod webhook;
+
+pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
+
+use sluice_policy::model::ApprovalMode;
+use sluice_proto::v1;
+
+use self::slack::SlackError;
+use crate::bus::BusEvent;
+use crate::control_plane::ControlPlane;
+use crate::store::{Approval, ApprovalEntry, NewApproval, StoreError, Transition};
+
+/// Why a Slack interaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackInteractionError {
+    /// Slack is not an approval channel here.
+    #[error("Slack is not configured")]
+    NotConfigured,
+    /// The request or the user failed a check.
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    /// The vote was refused or failed.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+}
+
+/// How often a vote is retried when another write raced it.
+const MAX_RACES: usize = 8;
+
+/// The longest a statement shown to approvers may be, in bytes.
+const MAX_STATEMENT: usize = 64 * 1024;
+
+/// Why a vote or a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No such request.
+    #[error("no approval request {0:?}")]
+    NotFound(String),
+    /// The rules refuse the vote.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The request cannot be created (its policy is gone or broken).
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many concurrent writes.
+    #[error("the request changed while it was being decided; try again")]
+    Busy,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a decision came from, recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The REST API.
+    Api,
+    /// A Slack button.
+    Slack,
+    /// An email link.
+    Email,
+}
+
+impl Channel {
+    /// The recorded name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Slack => "slack",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// The request's approvers so far (from its history).
+fn approved_by(history: &[ApprovalEntry]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|e| e.action == Action::Approve.as_str())
+        .map(|e| e.actor.clone())
+        .collect()
+}
+
+/// The decision message a node gets for `a`.
+fn to_decision(
+    cp: &ControlPlane,
+    request_id: &str,
+    a: &Approval,
+    state: State,
+) -> v1::ApprovalDecision {
+    v1::ApprovalDecision {
+        request_id: request_id.to_owned(),
+        approval_id: a.id.clone(),
+        state: state.as_str().to_owned(),
+        decided_by: String::new(),
+        reason: String::new(),
+        url: cp.approval_url(&a.id),
+    }
+}
+
+fn refused(request_id: &str, reason: impl Into<String>) -> v1::ApprovalDecision {
+    v1::ApprovalDecision {
+        request_id: request_id.to_owned(),
+        state: State::Denied.as_str().to_owned(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+impl ControlPlane {
+    /// Where approvers see request `id`.
+    pub fn approval_url(&self, id: &str) -> String {
+        format!(
+            "{}/api/v1/approvals/{id}",
+            self.config().issuer_url.trim_end_matches('/')
+        )
+    }
+
+    /// Answers a node's approval request. In answer mode: an approved,
+    /// unused request for exactly this statement is consumed and `approved`
+    /// returned (the node runs it once); an open pending one is returned as
+    /// `pending`; otherwise a new pending request is created. Anything that
+    /// fails is a denial: the node refuses the statement.
+    pub async fn on_approval_request(
+        &self,
+        node_id: &str,
+        r: v1::ApprovalRequest,
+    ) -> v1::ApprovalDecision {
+        match self.answer_request(node_id, &r).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, request_id = %r.request_id, "approval request refused");
+                refused(&r.request_id, format!("approval service: {e}"))
+            }
+        }
+    }
+
+    async fn answer_request(
+        &self,
+        node_id: &str,
+        r: &v1::ApprovalRequest,
+    ) -> Result<v1::ApprovalDecision, ApprovalError> {
+        if r.statement_hash.len() != 32 {
+            return Err(ApprovalError::Invalid(
+                "the statement hash must be 32 bytes of SHA-256".to_owned(),
+            ));
+        }
+        if r.statement.len() > MAX_STATEMENT {
+            return Err(ApprovalError::Invalid(format!(
+                "statements needing approval may be at most {MAX_STATEMENT} bytes"
+            )));
+        }
+        let hash = hex::encode(&r.statement_hash);
+        let now = sluice_common::unix_us();
+        let rules = self.approval_rules(&r.policy).await?;
+        let hold = rules.mode == ApprovalMode::Hold;
+        // A held statement waits for its own request; only answer-mode
+        // requests are found again when the client resends.
+        for _ in 0..if hold { 0 } else { MAX_RACES } {
+            let Some(open) = self
+                .store
+                .find_open_approval(&r.identity, &r.target, &hash, now)
+                .await?
+            else {
+                break;
+            };
+            match open.state {
+                State::Approved => {
+                    if self.store.consume_approval(&open.id, now).await? {
+                        tracing::info!(approval_id = %open.id, identity = %r.identity, target_name = %r.target, "approved statement released");
+                        return Ok(to_decision(self, &r.request_id, &open, State::Approved));
+                    }
+                    // Another session used it first: look again.
+                }
+                _ => return Ok(to_decision(self, &r.request_id, &open, State::Pending)),
+            }
+        }
+        let ttl_us = i64::try_from(rules.expires_after.as_micros()).unwrap_or(i64::MAX);
+        let created = self
+            .store
+            .create_approval(NewApproval {
+                mode: if hold { "hold" } else { "answer" }.to_owned(),
+                identity: r.identity.clone(),
+                target: r.target.clone(),
+                session_id: r.session_id.clone(),
+                node_id: node_id.to_owned(),
+                node_request_id: r.request_id.clone(),
+                statement: r.statement.clone(),
+                statement_hash: hash,
+                policy: r.policy.clone(),
+                rule: r.rule.clone(),
+                reason: r.reason.clone(),
+                approvers: rules.approvers,
+                required: rules.required,
+                ttl_us,
+            })
+            .await?;
+        tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
+        self.post_to_slack(&created);
+        self.send_webhooks("approval.requested", &created, State::Pending);
+        metrics::counter!("sluice_approvals_requested_total").increment(1);
+        Ok(to_decision(self, &r.request_id, &created, State::Pending))
+    }
+
+    /// The approval settings of the stored policy `name`.
+    async fn approval_rules(
+        &self,
+        name: &str,
+    ) -> Result<sluice_policy::model::ApprovalDoc, ApprovalError> {
+        let stored =
+            self.store.get_policy(name).await?.ok_or_else(|| {
+                ApprovalError::Invalid(format!("policy {name:?} no longer exists"))
+            })?;
+        let policy = sluice_policy::Policy::from_yaml(&stored.source)
+            .map_err(|e| ApprovalError::Invalid(format!("policy {name:?}: {e}")))?;
+        Ok(policy.approval().clone())
+    }
+
+    /// One request and its history, with a lapsed pending request shown
+    /// (and recorded) as expired.
+    pub async fn approval(
+        &self,
+        id: &str,
+    ) -> Result<(Approval, Vec<ApprovalEntry>), ApprovalError> {
+        let mut a = self
+            .store
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let now = sluice_common::unix_us();
+        if effective(a.state, a.expires_at, now) == State::Expired && a.state == State::Pending {
+            self.record_expiry(&a, now).await?;
+            a = self
+                .store
+                .get_approval(id)
+                .await?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        }
+        let history = self.store.approval_history(id).await?;
+        Ok((a, history))
+    }
+
+    async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
+        let t = Transition {
+            version: a.version,
+            state: State::Expired,
+            expires_at: None,
+            entry: ApprovalEntry {
+                at: now,
+                actor: "sluice".to_owned(),
+                action: "expire".to_owned(),
+                channel: "system".to_owned(),
+                reason: "nobody decided before the request expired".to_owned(),
+            },
+        };
+        if self.store.transition_approval(&a.id, &t).await? {
+            self.announce(a, State::Expired, "sluice", "the request expired");
+        }
+        Ok(())
+    }
+
+    /// Records one approver's vote. Group membership is the approver's now,
+    /// at the moment of the vote. Returns the request after the vote.
+    pub async fn vote(
+        &self,
+        id: &str,
+        approver: &Approver<'_>,
+        action: Action,
+        channel: Channel,
+        reason: &str,
+    ) -> Result<Approval, ApprovalError> {
+        for _ in 0..MAX_RACES {
+            let a = self
+                .store
+                .get_approval(id)
+                .await?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            let history = self.store.approval_history(id).await?;
+            let by = approved_by(&history);
+            let now = sluice_common::unix_us();
+            let req = Request {
+                state: a.state,
+                requester: &a.identity,
+                expires_at: a.expires_at,
+                approvers: &a.approvers,
+                required: a.required,
+                approved_by: &by,
+            };
+            let outcome = match decide(&req, approver, action, now) {
+                Ok(o) => o,
+                Err(Refusal::Expired) => {
+                    self.record_expiry(&a, now).await?;
+                    return Err(Refusal::Expired.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // An approval opens a fresh window for the statement to run in.
+            let window = a.expires_at.saturating_sub(a.created_at);
+            let t = Transition {
+                version: a.version,
+                state: outcome.state,
+                expires_at: (outcome.state == State::Approved).then(|| now.saturating_add(window)),
+                entry: ApprovalEntry {
+                    at: now,
+                    actor: approver.name.to_owned(),
+                    action: action.as_str().to_owned(),
+                    channel: channel.as_str().to_owned(),
+                    reason: reason.to_owned(),
+                },
+            };
+            if self.store.transition_approval(id, &t).await? {
+                tracing::info!(approval_id = %id, approver = %approver.name, action = action.as_str(), channel = channel.as_str(), state = %outcome.state, "approval vote recorded");
+                if outcome.state == State::Approved && a.mode == "hold" {
+                    // The held statement runs on this decision: it is used.
+                    self.store.consume_approval(id, now).await?;
+                }
+                if outcome.state != State::Pending {
+                    self.announce(&a, outcome.state, approver.name, reason);
+                }
+                return self
+                    .store
+                    .get_approval(id)
+                    .await?
+                    .ok_or_else(|| ApprovalError::NotFound(id.to_owned()));
+            }
+        }
+        Err(ApprovalError::Busy)
+    }
+
+    /// Withdraws a node's pending request (client cancel or disconnect).
+    pub async fn cancel_approval(
+        &self,
+        node_id: &str,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<(), ApprovalError> {
+        let Some(a) = self.store.find_node_approval(node_id, request_id).await? else {
+            return Ok(());
+        };
+        let state = cancel(a.state)?;
+        let t = Transition {
+            version: a.version,
+            state,
+            expires_at: None,
+            entry: ApprovalEntry {
+                at: sluice_common::unix_us(),
+                actor: a.identity.clone(),
+                action: "cancel".to_owned(),
+                channel: "node".to_owned(),
+                reason: reason.to_owned(),
+            },
+        };
+        self.store.transition_approval(&a.id, &t).await?;
+        Ok(())
+    }
+
+    /// Posts a new request to Slack in the background; a failure is logged
+    /// (the request stays decidable through every other channel).
+    fn post_to_slack(&self, a: &Approval) {
+        let (Some(client), Some(config)) = (self.slack.clone(), self.config().slack.clone()) else {
+            return;
+        };
+        let store = self.store.clone();
+        let url = self.approval_url(&a.id);
+        let a = a.clone();
+        tokio::spawn(async move {
+            let blocks = slack::request_blocks(&a, &url);
+            let text = format!("Approval requested by {} on {}", a.identity, a.target);
+            match client.post(&config.channel, &text, &blocks).await {
+                Ok((channel, ts)) => {
+                    if let Err(e) = store.set_approval_slack(&a.id, &channel, &ts).await {
+                        tracing::warn!(error = %e, approval_id = %a.id, "cannot record the Slack message");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, approval_id = %a.id, "cannot post the request to Slack")
+                }
+            }
+        });
+    }
+
+    /// Tells every configured webhook endpoint about `a` now in `state`.
+    fn send_webhooks(&self, kind: &str, a: &Approval, state: State) {
+        let endpoints = &self.config().webhooks;
+        if endpoints.is_empty() {
+            return;
+        }
+        let body = webhook::payload(
+            kind,
+            a,
+            state.as_str(),
+            &self.approval_url(&a.id),
+            sluice_common::unix_us() / 1_000_000,
+        );
+        webhook::deliver(&self.webhook_http, endpoints, &body);
+    }
+
+    /// Replaces a decided request's Slack message (whatever channel decided).
+    fn update_slack(&self, id: &str, state: State, by: &str) {
+        let Some(client) = self.slack.clone() else {
+            return;
+        };
+        let store = self.store.clone();
+        let url = self.approval_url(id);
+        let (id, by) = (id.to_owned(), by.to_owned());
+        tokio::spawn(async move {
+            let found = match (
+                store.get_approval(&id).await,
+                store.approval_slack(&id).await,
+            ) {
+                (Ok(Some(a)), Ok(Some(at))) => (a, at),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, approval_id = %id, "cannot read the Slack message to update");
+                    return;
+                }
+                _ => return,
+            };
+            let (a, (channel, ts)) = found;
+            let blocks = slack::decided_blocks(&a, &url, state.as_str(), &by);
+            let text = format!("Approval request {} {}", a.id, state.as_str());
+            if let Err(e) = client.update(&channel, &ts, &text, &blocks).await {
+                tracing::warn!(error = %e, approval_id = %id, "cannot update the Slack message");
+            }
+        });
+    }
+
+    /// Handles a Slack button click: verifies the signature and its
+    /// freshness, refuses a replay, maps the Slack user to an approver, and
+    /// votes with that approver's groups as they are now. Returns the text
+    /// to show the clicking user.
+    pub async fn slack_interaction(
+        &self,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<String, SlackInteractionError> {
+        let (Some(client), Some(config)) = (self.slack.as_ref(), self.config().slack.as_ref())
+        else {
+            return Err(SlackInteractionError::NotConfigured);
+        };
+        let now = sluice_common::unix_us();
+        slack::verify(
+            &config.signing_secret,
+            timestamp,
+            signature,
+            body,
+            now / 1_000_000,
+        )?;
+        let window = slack::MAX_SKEW_SECS * 2 * 1_000_000;
+        if !self
+            .store
+            .remember_slack_request(signature, now, now - window)
+            .await
+            .map_err(ApprovalError::from)?
+        {
+            return Err(SlackError::Replay.into());
+        }
+        let click = slack::parse_click(body)?;
+        let approver = match slack::approver_for(&config.approvers, &click.user_id, None) {
+            Some(a) => a,
+            None => {
+                let email = client.confirmed_email(&click.user_id).await?;
+                slack::approver_for(&config.approvers, &click.user_id, email.as_deref())
+                    .ok_or(SlackError::UnknownUser)?
+            }
+        };
+        let who = Approver {
+            name: &approver.identity,
+            groups: &approver.groups,
+        };
+        let (action, reason) = if click.approve {
+            (Action::Approve, "approved in Slack")
+        } else {
+            (Action::Deny, "denied in Slack")
+        };
+        let a = self
+            .vote(&click.approval_id, &who, action, Channel::Slack, reason)
+            .await?;
+        Ok(format!(
+            "Request {} is {} ({} recorded as {}).",
+            a.id,
+            a.state.as_str(),
+            action.as_str(),
+            approver.identity
+        ))
+    }
+
+    /// Tells every replica (and so the node holding the statement) that a
+    /// request reached a final state.
+    fn announce(&self, a: &Approval, state: State, by: &str, reason: &str) {
+        self.update_slack(&a.id, state, by);
+        self.send_webhooks("approval.decided", a, state);
+        metrics::counter!("sluice_approvals_decided_total", "state" => state.as_str()).increment(1);
+        self.bus.publish(BusEvent::ApprovalDecided {
+            approval_id: a.id.clone(),
+            node_id: a.node_id.clone(),
+            request_id: a.node_request_id.clone(),
+            state: state.as_str().to_owned(),
+            decided_by: by.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+}

@@ -1,0 +1,218 @@
+//! The node's side of approvals: sessions ask the control plane about a
+//! statement that needs approval and wait for its answer, which arrives on
+//! the control link's stream and is routed back here by request id. While
+//! the link is down, asking fails at once: a statement that needs approval
+//! never runs without the control plane's word.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use sluice_proto::v1;
+use sluice_proto::v1::node_message::Kind as Out;
+use tokio::sync::mpsc;
+
+/// Messages waiting for the link to send them.
+const OUTBOX: usize = 1024;
+
+/// Why the control plane could not be asked, or did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// No stream to the control plane right now.
+    #[error("the approval service is unreachable")]
+    Disconnected,
+    /// Too many requests are queued.
+    #[error("the approval service is busy")]
+    Busy,
+    /// No answer in time.
+    #[error("the approval service did not answer in time")]
+    Timeout,
+}
+
+/// The routing table between sessions and the control link.
+#[derive(Debug)]
+pub struct Approvals {
+    outbox: mpsc::Sender<v1::NodeMessage>,
+    waiting: Mutex<HashMap<String, mpsc::UnboundedSender<v1::ApprovalDecision>>>,
+    connected: AtomicBool,
+}
+
+impl Approvals {
+    /// A table, and the receiving end of its outbox for the control link.
+    pub fn new() -> (Self, mpsc::Receiver<v1::NodeMessage>) {
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        (
+            Self {
+                outbox,
+                waiting: Mutex::new(HashMap::new()),
+                connected: AtomicBool::new(false),
+            },
+            rx,
+        )
+    }
+
+    /// The link says whether it has a stream.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+    }
+
+    /// Sends `req` and returns a ticket that receives the control plane's
+    /// answers for it.
+    pub fn ask(&self, req: v1::ApprovalRequest) -> Result<Ticket<'_>, Unavailable> {
+        if !self.connected.load(Ordering::Acquire) {
+            return Err(Unavailable::Disconnected);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let request_id = req.request_id.clone();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(request_id.clone(), tx);
+        }
+        let ticket = Ticket {
+            owner: self,
+            request_id,
+            rx,
+        };
+        self.outbox
+            .try_send(v1::NodeMessage {
+                kind: Some(Out::ApprovalRequest(req)),
+            })
+            .map_err(|_| Unavailable::Busy)?;
+        Ok(ticket)
+    }
+
+    /// Withdraws a request the session no longer waits for.
+    pub fn cancel(&self, request_id: &str, reason: &str) {
+        let _ = self.outbox.try_send(v1::NodeMessage {
+            kind: Some(Out::ApprovalCancel(v1::ApprovalCancel {
+                request_id: request_id.to_owned(),
+                reason: reason.to_owned(),
+            })),
+        });
+    }
+
+    /// Routes a decision from the control plane to the session waiting for
+    /// it. Returns `false` if nobody waits.
+    pub fn deliver(&self, d: v1::ApprovalDecision) -> bool {
+        let Ok(w) = self.waiting.lock() else {
+            return false;
+        };
+        match w.get(&d.request_id) {
+            Some(tx) => tx.send(d).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// One session's open question to the control plane. Dropping it stops
+/// routing answers to it.
+#[derive(Debug)]
+pub struct Ticket<'a> {
+    owner: &'a Approvals,
+    request_id: String,
+    rx: mpsc::UnboundedReceiver<v1::ApprovalDecision>,
+}
+
+impl Ticket<'_> {
+    /// The next answer, or `Timeout` after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Result<v1::ApprovalDecision, Unavailable> {
+        match tokio::time::timeout(wait, self.rx.recv()).await {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) | Err(_) => Err(Unavailable::Timeout),
+        }
+    }
+
+    /// The next answer, with no time limit (held statements wait for a
+    /// human); `None` if the routing table went away.
+    pub async fn wait(&mut self) -> Option<v1::ApprovalDecision> {
+        self.rx.recv().await
+    }
+
+    /// The node's id for this request.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.owner.waiting.lock() {
+            w.remove(&self.request_id);
+        }
+    }
+}
+
+/// SHA-256 over the exact statement bytes and bound parameters: what an
+/// approval is bound to. Lengths prefix every part, so no two different
+/// (statement, parameters) pairs share an encoding.
+pub fn statement_hash(statement: &[u8], params: &[Option<&[u8]>]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"sluice.approval.statement.v1\0");
+    h.update((statement.len() as u64).to_be_bytes());
+    h.update(statement);
+    h.update((params.len() as u64).to_be_bytes());
+    for p in params {
+        match p {
+            None => h.update([0u8]),
+            Some(v) => {
+                h.update([1u8]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_bind_bytes_and_parameters() {
+        let a = statement_hash(b"UPDATE t SET x = 1 WHERE id = 2", &[]);
+        assert_eq!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 2", &[]));
+        assert_ne!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 3", &[]));
+        assert_ne!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 2 ", &[]));
+        let p1 = statement_hash(b"q", &[Some(b"ab"), Some(b"c")]);
+        let p2 = statement_hash(b"q", &[Some(b"a"), Some(b"bc")]);
+        let p3 = statement_hash(b"q", &[None, Some(b"c")]);
+        assert_ne!(p1, p2);
+        assert_ne!(p1, p3);
+    }
+
+    #[tokio::test]
+    async fn answers_reach_the_asker_and_a_disconnected_link_refuses() {
+        let (a, mut outbox) = Approvals::new();
+        let req = v1::ApprovalRequest {
+            request_id: "r1".into(),
+            ..Default::default()
+        };
+        assert_eq!(a.ask(req.clone()).err(), Some(Unavailable::Disconnected));
+        a.set_connected(true);
+        let mut t = a.ask(req).unwrap();
+        assert!(matches!(
+            outbox.recv().await.and_then(|m| m.kind),
+            Some(Out::ApprovalRequest(_))
+        ));
+        assert!(!a.deliver(v1::ApprovalDecision {
+            request_id: "other".into(),
+            ..Default::default()
+        }));
+        assert!(a.deliver(v1::ApprovalDecision {
+            request_id: "r1".into(),
+            state: "pending".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            t.next(Duration::from_secs(5)).await.unwrap().state,
+            "pending"
+        );
+        drop(t);
+        assert!(!a.deliver(v1::ApprovalDecision {
+            request_id: "r1".into(),
+            ..Default::default()
+        }));
+    }
+}
