@@ -385,6 +385,32 @@ mod tests {
     }
 
     #[test]
+    fn approval_settings_are_read_and_checked() {
+        let p = Policy::from_yaml(
+            "name: p\napproval:\n  mode: hold\n  expires_after: 5m\n  approvers: [dba, oncall]\n  required: 2\nstatements: {}\n",
+        )
+        .unwrap();
+        let a = p.approval();
+        assert_eq!(a.mode, crate::model::ApprovalMode::Hold);
+        assert_eq!(a.expires_after, std::time::Duration::from_secs(300));
+        assert_eq!(a.approvers, vec!["dba".to_owned(), "oncall".to_owned()]);
+        assert_eq!(a.required, 2);
+        let d = Policy::from_yaml("name: p\nstatements: {}\n").unwrap();
+        assert_eq!(d.approval().required, 1);
+        assert!(d.approval().approvers.is_empty());
+        for (bad, path) in [
+            ("approval:\n  required: 0\n", "approval.required"),
+            ("approval:\n  required: 11\n", "approval.required"),
+            ("approval:\n  expires_after: 0s\n", "approval.expires_after"),
+            ("approval:\n  approvers: ['']\n", "approval.approvers[0]"),
+        ] {
+            let e = Policy::from_yaml(&format!("name: p\n{bad}statements: {{}}\n")).unwrap_err();
+            assert_eq!(e.path, path, "{bad}");
+        }
+        assert!(Policy::from_yaml("name: p\napproval:\n  requird: 2\nstatements: {}\n").is_err());
+    }
+
+    #[test]
     fn garbage_yaml_is_an_error_not_a_panic() {
         for text in [
             "",

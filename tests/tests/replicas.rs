@@ -1,7 +1,8 @@
 //! Two control-plane replicas on one Postgres store and Redis: a policy
-//! change made through one replica reaches a node attached to the other at
-//! once (the replicas' store polling is set to an hour, so only the Redis bus
-//! can carry it).
+//! change or an approval made through one replica reaches a node attached to
+//! the other at once (the replicas' store polling is set to an hour, so only
+//! the Redis bus can carry it). And a node without its control plane refuses
+//! what needs approval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -189,4 +190,84 @@ async fn an_approval_on_one_replica_releases_a_statement_held_through_the_other(
         .unwrap()
         .get(0);
     assert_eq!(status, "refunded");
+}
+
+#[tokio::test]
+async fn statements_needing_approval_are_refused_while_the_control_plane_is_unreachable() {
+    let target = TestDb::with_sql(SEED_SQL).await.unwrap();
+    let d = Deployment::new(&Options {
+        max_snapshot_age: Duration::from_secs(120),
+        ..Options::default()
+    })
+    .unwrap();
+    let cp = d.start_control_plane(0).await.unwrap();
+    let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
+    let agent = d
+        .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
+        .unwrap();
+    let api = d.api(0, &admin);
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/reference.yaml"
+    ))
+    .unwrap();
+    let (status, body) = api
+        .post("/api/v1/policies", &json!({ "source": reference }))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let target_body = json!({
+        "name": "demo", "host": "127.0.0.1", "port": 5432,
+        "database": target.name, "username": "postgres", "tls_mode": "disable",
+    });
+    let (status, body) = api.post("/api/v1/targets", &target_body).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let node = d.start_node().await.unwrap();
+    let client = eventually(Duration::from_secs(30), || async {
+        let c = connect(&d.client_config(&agent, "approvals-unreachable")).await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no session through the node: {e:#}\n{}", node.log()));
+    let refund = "UPDATE orders SET status = 'refunded' WHERE id = 3";
+    let e = client.simple_query(refund).await.unwrap_err();
+    assert!(
+        e.as_db_error().unwrap().message().contains("is pending"),
+        "with the control plane up, a request is made: {e}"
+    );
+
+    drop(cp);
+    // The snapshot is still fresh enough for reads; a statement that needs
+    // approval is refused, and nothing runs.
+    let refused = eventually(Duration::from_secs(20), || async {
+        let e = match client.simple_query(refund).await {
+            Err(e) => e,
+            Ok(_) => anyhow::bail!("the statement ran"),
+        };
+        let db = e
+            .as_db_error()
+            .map(|d| (d.code().code().to_owned(), d.message().to_owned()));
+        match db {
+            Some((code, m)) if m.contains("unreachable") => Ok((code, m)),
+            other => anyhow::bail!("not refused as unreachable yet: {other:?}"),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", node.log()));
+    assert_eq!(refused.0, "SL001", "{}", refused.1);
+    client
+        .simple_query("SELECT count(*) FROM customers")
+        .await
+        .unwrap();
+    let (direct, conn) = tokio_postgres::connect(&target.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let status: String = direct
+        .query_one("SELECT status FROM orders WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(status, "refunded");
 }

@@ -73,6 +73,7 @@ impl Approvals {
             owner: self,
             request_id,
             rx,
+            withdraw_on_drop: false,
         };
         self.outbox
             .try_send(v1::NodeMessage {
@@ -112,9 +113,17 @@ pub struct Ticket<'a> {
     owner: &'a Approvals,
     request_id: String,
     rx: mpsc::UnboundedReceiver<v1::ApprovalDecision>,
+    withdraw_on_drop: bool,
 }
 
 impl Ticket<'_> {
+    /// While set, dropping the ticket withdraws the request: a held
+    /// statement whose session ends (killed, shut down) leaves no pending
+    /// request behind.
+    pub fn withdraw_on_drop(&mut self, on: bool) {
+        self.withdraw_on_drop = on;
+    }
+
     /// The next answer, or `Timeout` after `wait`.
     pub async fn next(&mut self, wait: Duration) -> Result<v1::ApprovalDecision, Unavailable> {
         match tokio::time::timeout(wait, self.rx.recv()).await {
@@ -139,6 +148,12 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if let Ok(mut w) = self.owner.waiting.lock() {
             w.remove(&self.request_id);
+        }
+        if self.withdraw_on_drop {
+            self.owner.cancel(
+                &self.request_id,
+                "the session ended while the statement was held",
+            );
         }
     }
 }
@@ -214,5 +229,24 @@ mod tests {
             request_id: "r1".into(),
             ..Default::default()
         }));
+        assert!(
+            outbox.try_recv().is_err(),
+            "an answered ticket withdraws nothing"
+        );
+
+        // A held request whose session ends is withdrawn.
+        let mut t = a
+            .ask(v1::ApprovalRequest {
+                request_id: "r2".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let _ = outbox.recv().await;
+        t.withdraw_on_drop(true);
+        drop(t);
+        match outbox.recv().await.and_then(|m| m.kind) {
+            Some(Out::ApprovalCancel(c)) => assert_eq!(c.request_id, "r2"),
+            other => panic!("expected a cancel, got {other:?}"),
+        }
     }
 }

@@ -340,35 +340,38 @@ impl SessionCtx {
             .notice(),
         );
         tracing::info!(approval_id = %id, "statement held for approval");
+        ticket.withdraw_on_drop(true);
         tokio::pin!(gone);
         // A little past the expiry, the control plane's word is awaited no
         // longer: the statement has expired either way.
         let deadline = tokio::time::sleep(ttl + Duration::from_secs(2));
         tokio::pin!(deadline);
         loop {
-            tokio::select! {
+            let answer = tokio::select! {
                 d = ticket.wait() => match d {
-                    Some(d) if d.state == "pending" => {}
-                    Some(d) if d.state == "approved" => return Held::Answer(ApprovalAnswer::Run { approval_id: id }),
-                    Some(d) => return Held::Answer(final_answer(&lead, &d)),
-                    None => return Held::Answer(unavailable(&lead, Unavailable::Disconnected)),
+                    Some(d) if d.state == "pending" => continue,
+                    Some(d) if d.state == "approved" => ApprovalAnswer::Run { approval_id: id },
+                    Some(d) => final_answer(&lead, &d),
+                    None => unavailable(&lead, Unavailable::Disconnected),
                 },
-                () = &mut deadline => {
-                    return Held::Answer(final_answer(&lead, &v1::ApprovalDecision {
-                        approval_id: id.to_string(),
-                        state: "expired".to_owned(),
-                        ..Default::default()
-                    }));
-                }
+                () = &mut deadline => final_answer(&lead, &v1::ApprovalDecision {
+                    approval_id: id.to_string(),
+                    state: "expired".to_owned(),
+                    ..Default::default()
+                }),
                 why = &mut gone => {
                     let reason = match why {
                         Withdrawal::Cancelled => "the client cancelled the statement",
                         Withdrawal::Hangup => "the client disconnected",
                     };
+                    ticket.withdraw_on_drop(false);
                     approvals.cancel(ticket.request_id(), reason);
                     return Held::Withdrawn { approval_id: id, why };
                 }
-            }
+            };
+            // Decided (or lapsed): nothing left to withdraw.
+            ticket.withdraw_on_drop(false);
+            return Held::Answer(answer);
         }
     }
 
