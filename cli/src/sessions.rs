@@ -286,6 +286,26 @@ pub fn render(e: &Value, identity: &str) -> String {
             s(e, "node_id"),
             s(e, "application_name")
         ),
+        "approval_requested" => format!(
+            "-- approval requested by {} on {} ({} mode, rule {}): {}\n",
+            s(e, "identity"),
+            s(e, "target"),
+            s(e, "mode"),
+            s(e, "rule"),
+            s(e, "statement").trim_end()
+        ),
+        "approval_decision" => format!(
+            "-- approval {} by {} via {}: {}{}\n",
+            s(e, "action"),
+            s(e, "actor"),
+            s(e, "channel"),
+            s(e, "state"),
+            e["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
         "statement_intent" => "-- (recorded before it ran: strict delivery)\n".to_owned(),
         "config_change" => format!(
             "-- {} {} {} by {}{}\n",

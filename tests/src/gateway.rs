@@ -229,14 +229,14 @@ impl Api {
     }
 
     /// The newest client sessions (first page), newest first: records of
-    /// configuration changes (kind `admin`) are left out; see
-    /// [`Self::admin_changes`].
+    /// configuration changes (kind `admin`, see [`Self::admin_changes`]) and
+    /// of approval requests (kind `approval`) are left out.
     pub async fn sessions(&self) -> anyhow::Result<Vec<Value>> {
         let page = self.get("/api/v1/sessions?limit=500").await?;
         let all = page["items"].as_array().cloned().unwrap_or_default();
         Ok(all
             .into_iter()
-            .filter(|s| s["identity_kind"] != "admin")
+            .filter(|s| s["identity_kind"] != "admin" && s["identity_kind"] != "approval")
             .collect())
     }
 

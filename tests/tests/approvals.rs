@@ -163,6 +163,45 @@ async fn an_approved_statement_runs_once_and_only_that_statement() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["decision"], "approval");
     assert_eq!(events[0]["text"], REFUND);
+
+    // The approval has its own chained record: requested, approved, run.
+    let record = api.events(&id).await.unwrap();
+    let steps: Vec<(&str, &str)> = record
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("approval_requested", ""),
+            ("approval_decision", "approve"),
+            ("approval_decision", "run")
+        ],
+        "{record:?}"
+    );
+    assert_eq!(record[0]["statement"], REFUND);
+    assert_eq!(record[1]["actor"], "admin");
+    assert_eq!(record[1]["reason"], "customer refund ticket 42");
+    assert_eq!(record[2]["state"], "consumed");
+    let verdict = api
+        .get(&format!("/api/v1/sessions/{id}/verify"))
+        .await
+        .unwrap();
+    assert_eq!(verdict["status"], "intact", "{verdict}");
+    let listed = api.get("/api/v1/sessions?kind=approval").await.unwrap();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str() && s["end_reason"] == "approval consumed"),
+        "{listed}"
+    );
 }
 
 #[tokio::test]

@@ -162,6 +162,48 @@ pub enum EventDetail {
         /// simple | extended.
         protocol: String,
     },
+    /// A statement was held for a human's approval: the first event of the
+    /// approval's own record (keyed by the approval id).
+    ApprovalRequested {
+        /// Who asked.
+        identity: String,
+        /// Which target.
+        target: String,
+        /// The session the statement came from.
+        session_id: String,
+        /// The statement, as the approvers saw it.
+        statement: String,
+        /// SHA-256 (hex) over the exact statement bytes and parameters.
+        statement_hash: String,
+        /// The deciding policy.
+        policy: String,
+        /// The deciding rule.
+        rule: String,
+        /// Why the policy wants approval.
+        reason: String,
+        /// answer | hold.
+        mode: String,
+        /// Groups whose members may decide (empty: any approver).
+        approvers: Vec<String>,
+        /// Approvals needed.
+        required: u64,
+        /// When the request expires, µs.
+        expires_at: i64,
+    },
+    /// A change to an approval: a vote, an expiry, a withdrawal, or the run
+    /// it allowed.
+    ApprovalDecision {
+        /// Who (an identity, or `sluice` for the gateway itself).
+        actor: String,
+        /// approve | deny | expire | cancel | run.
+        action: String,
+        /// api | slack | email | node | system.
+        channel: String,
+        /// Why, as the actor said.
+        reason: String,
+        /// The request's state after the change (`consumed` once run).
+        state: String,
+    },
     /// An administrator changed what the gateway enforces or who may use it
     /// (a policy, a target, an identity, a credential); recorded as a
     /// session of this one event, chained and checkpointed like the rest.
@@ -312,6 +354,27 @@ mod tests {
                 kinds: vec![s()],
                 protocol: s(),
             },
+            EventKind::ApprovalRequested {
+                identity: s(),
+                target: s(),
+                session_id: s(),
+                statement: s(),
+                statement_hash: s(),
+                policy: s(),
+                rule: s(),
+                reason: s(),
+                mode: s(),
+                approvers: vec![s()],
+                required: 1,
+                expires_at: 1,
+            },
+            EventKind::ApprovalDecision {
+                actor: s(),
+                action: s(),
+                channel: s(),
+                reason: s(),
+                state: s(),
+            },
             EventKind::ConfigChange {
                 actor: s(),
                 action: s(),
@@ -328,7 +391,9 @@ mod tests {
                 | EventKind::SessionEnd { .. }
                 | EventKind::AuthFailure { .. }
                 | EventKind::StatementIntent { .. }
-                | EventKind::ConfigChange { .. } => {}
+                | EventKind::ConfigChange { .. }
+                | EventKind::ApprovalRequested { .. }
+                | EventKind::ApprovalDecision { .. } => {}
             }
         }
         all

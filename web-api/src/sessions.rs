@@ -105,7 +105,7 @@ pub struct SessionQuery {
     pub target: Option<String>,
     /// Only sessions of this kind: `person`, `agent` or `service`;
     /// `unauthenticated` for refused sign-ins; `admin` for configuration
-    /// changes.
+    /// changes; `approval` for approval requests.
     pub kind: Option<String>,
     /// Only sessions whose identity had this group.
     pub group: Option<String>,
@@ -171,11 +171,11 @@ pub(crate) fn filter_of(q: SessionQuery) -> Result<SessionFilter, ApiError> {
     if let Some(k) = q.kind.as_deref()
         && !matches!(
             k,
-            "person" | "agent" | "service" | "unauthenticated" | "admin"
+            "person" | "agent" | "service" | "unauthenticated" | "admin" | "approval"
         )
     {
         return Err(ApiError::BadRequest(
-            "kind must be person, agent, service, unauthenticated or admin".to_owned(),
+            "kind must be person, agent, service, unauthenticated, admin or approval".to_owned(),
         ));
     }
     if let Some(d) = q.decision.as_deref()

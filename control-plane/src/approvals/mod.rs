@@ -6,6 +6,7 @@
 //! them.
 
 mod decide;
+pub mod record;
 pub mod slack;
 pub mod webhook;
 
@@ -176,6 +177,8 @@ impl ControlPlane {
             match open.state {
                 State::Approved => {
                     if self.store.consume_approval(&open.id, now).await? {
+                        self.record_approval(&[record::released(&open.id, open.version + 1, now)])
+                            .await;
                         tracing::info!(approval_id = %open.id, identity = %r.identity, target_name = %r.target, "approved statement released");
                         return Ok(to_decision(self, &r.request_id, &open, State::Approved));
                     }
@@ -205,6 +208,7 @@ impl ControlPlane {
             })
             .await?;
         tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
+        self.record_approval(&[record::requested(&created)]).await;
         self.post_to_slack(&created);
         self.send_webhooks("approval.requested", &created, State::Pending);
         metrics::counter!("sluice_approvals_requested_total").increment(1);
@@ -263,6 +267,13 @@ impl ControlPlane {
             },
         };
         if self.store.transition_approval(&a.id, &t).await? {
+            self.record_approval(&[record::changed(
+                &a.id,
+                a.version + 1,
+                &t.entry,
+                State::Expired.as_str(),
+            )])
+            .await;
             self.announce(a, State::Expired, "sluice", "the request expired");
         }
         Ok(())
@@ -319,10 +330,19 @@ impl ControlPlane {
             };
             if self.store.transition_approval(id, &t).await? {
                 tracing::info!(approval_id = %id, approver = %approver.name, action = action.as_str(), channel = channel.as_str(), state = %outcome.state, "approval vote recorded");
+                let mut events = vec![record::changed(
+                    id,
+                    a.version + 1,
+                    &t.entry,
+                    outcome.state.as_str(),
+                )];
                 if outcome.state == State::Approved && a.mode == "hold" {
                     // The held statement runs on this decision: it is used.
-                    self.store.consume_approval(id, now).await?;
+                    if self.store.consume_approval(id, now).await? {
+                        events.push(record::released(id, a.version + 2, now));
+                    }
                 }
+                self.record_approval(&events).await;
                 if outcome.state != State::Pending {
                     self.announce(&a, outcome.state, approver.name, reason);
                 }
@@ -359,7 +379,15 @@ impl ControlPlane {
                 reason: reason.to_owned(),
             },
         };
-        self.store.transition_approval(&a.id, &t).await?;
+        if self.store.transition_approval(&a.id, &t).await? {
+            self.record_approval(&[record::changed(
+                &a.id,
+                a.version + 1,
+                &t.entry,
+                state.as_str(),
+            )])
+            .await;
+        }
         Ok(())
     }
 

@@ -120,6 +120,48 @@ pub enum EventKind {
         /// simple | extended.
         protocol: String,
     },
+    /// A statement was held for a human's approval: the first event of the
+    /// approval's own record (keyed by the approval id).
+    ApprovalRequested {
+        /// Who asked.
+        identity: String,
+        /// Which target.
+        target: String,
+        /// The session the statement came from.
+        session_id: String,
+        /// The statement, as the approvers saw it.
+        statement: String,
+        /// SHA-256 (hex) over the exact statement bytes and parameters.
+        statement_hash: String,
+        /// The deciding policy.
+        policy: String,
+        /// The deciding rule.
+        rule: String,
+        /// Why the policy wants approval.
+        reason: String,
+        /// answer | hold.
+        mode: String,
+        /// Groups whose members may decide (empty: any approver).
+        approvers: Vec<String>,
+        /// Approvals needed.
+        required: u64,
+        /// When the request expires, µs.
+        expires_at: i64,
+    },
+    /// A change to an approval: a vote, an expiry, a withdrawal, or the run
+    /// it allowed.
+    ApprovalDecision {
+        /// Who (an identity, or `sluice` for the gateway itself).
+        actor: String,
+        /// approve | deny | expire | cancel | run.
+        action: String,
+        /// api | slack | email | node | system.
+        channel: String,
+        /// Why, as the actor said.
+        reason: String,
+        /// The request's state after the change (`consumed` once run).
+        state: String,
+    },
     /// An administrator changed what the gateway enforces or who may use it
     /// (a policy, a target, an identity, a credential); recorded as a
     /// session of this one event, chained and checkpointed like the rest.
@@ -156,6 +198,8 @@ impl EventKind {
             Self::AuthFailure { .. } => "auth_failure",
             Self::StatementIntent { .. } => "statement_intent",
             Self::ConfigChange { .. } => "config_change",
+            Self::ApprovalRequested { .. } => "approval_requested",
+            Self::ApprovalDecision { .. } => "approval_decision",
         }
     }
 }
@@ -408,7 +452,24 @@ impl Store {
                     EventKind::Statement { .. } => {
                         *statements.entry(e.session_id.as_str()).or_default() += 1
                     }
-                    EventKind::SessionEnd { .. } | EventKind::StatementIntent { .. } => {}
+                    EventKind::SessionEnd { .. }
+                    | EventKind::StatementIntent { .. }
+                    | EventKind::ApprovalDecision { .. } => {}
+                    EventKind::ApprovalRequested {
+                        identity, target, ..
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO sessions (id, node_id, identity, identity_kind, groups, target, client_addr, tls, \
+                             protocol, application_name, token_id, started_at) \
+                             VALUES ($1, '', $2, 'approval', '[]', $3, '', false, 'approval', '', '', $4) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(&e.session_id)
+                        .bind(identity)
+                        .bind(target)
+                        .bind(e.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     EventKind::ConfigChange {
                         actor,
                         action,
@@ -473,7 +534,20 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
             for e in &new {
-                if let EventKind::SessionEnd { reason, .. } = &e.kind {
+                let end = match &e.kind {
+                    EventKind::SessionEnd { reason, .. } => Some(reason.clone()),
+                    // An approval's record ends when it can change no more.
+                    EventKind::ApprovalDecision { state, .. }
+                        if matches!(
+                            state.as_str(),
+                            "denied" | "expired" | "cancelled" | "consumed"
+                        ) =>
+                    {
+                        Some(format!("approval {state}"))
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = end {
                     sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1")
                         .bind(&e.session_id)
                         .bind(e.at)
