@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sluice_control_plane::approvals::{self, Action, ApprovalError, Approver, Channel};
@@ -277,8 +278,9 @@ pub(crate) async fn approve(
     caller: Caller<ApproverOrAdmin>,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApprovalView>, ApiError> {
+    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
     let b = body(&raw)?;
     decide(&caller, &s, &id, Action::Approve, &b.reason).await
 }
@@ -298,8 +300,9 @@ pub(crate) async fn deny(
     caller: Caller<ApproverOrAdmin>,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    raw: Bytes,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApprovalView>, ApiError> {
+    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
     let b = body(&raw)?;
     if b.reason.trim().is_empty() {
         return Err(ApiError::BadRequest(
