@@ -23,6 +23,7 @@ trap cleanup EXIT
 
 echo "building sluice (release)" >&2
 cargo build --release -q -p sluice
+BIN="${CARGO_TARGET_DIR:-target}/release/sluice"
 
 echo "preparing $DB" >&2
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
@@ -57,13 +58,14 @@ policy masked "masking:
     builtin: [email, card, ssn, phone, iban, aws_access_key, jwt, private_key, secret_key]"
 
 start() { # name port
-  target/release/sluice --log-level warn dev --no-demo --data-dir "$WORK/$1" \
+  "$BIN" --log-level warn dev --no-demo --data-dir "$WORK/$1" \
     --target "bench=postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable" \
     --policy "$WORK/$1.yaml" \
     --pg-listen 127.0.0.1:$2 --http-listen 127.0.0.1:0 \
     --ready-file "$WORK/$1.json" >/dev/null &
   PIDS+=($!)
   for _ in $(seq 1 100); do [ -s "$WORK/$1.json" ] && break; sleep 0.2; done
+  [ -s "$WORK/$1.json" ] || { echo "sluice ($1) did not start" >&2; exit 1; }
 }
 start plain 6441
 start masked 6442
@@ -75,7 +77,7 @@ best() { # url
   for _ in $(seq 1 "$RUNS"); do
     local s e
     s=$(date +%s.%N)
-    psql -X -q -At "$1" -c "$SQL" > "$WORK/out.txt"
+    psql -X -q -At "$1" -c "$SQL" > "$WORK/out.txt" || exit 1
     e=$(date +%s.%N)
     best=$(python3 -c "print(min($best, $e - $s))")
   done
