@@ -422,8 +422,10 @@ impl PolicySet {
 
 /// Adds the masking plan to a decision that lets the statement run, or turns
 /// it into a refusal when a statement would use a masked value as an oracle.
-/// A masked decision is never reused for other literals: `ORDER BY 1` and
-/// `ORDER BY 2` differ only by a literal.
+/// A decision that touches a masked column is never reused for other
+/// literals: `ORDER BY 1` and `ORDER BY 2` differ only by a literal. One that
+/// touches none stays literal-free (no reference resolves to a masked column
+/// whatever the literals).
 fn mask_decision(
     decision: &mut Decision,
     applicable: &[&Policy],
@@ -438,7 +440,6 @@ fn mask_decision(
     if set.is_empty() {
         return;
     }
-    decision.same_for_any_literals = false;
     let mut statements = Vec::with_capacity(parsed.len());
     for (i, stmt) in parsed.iter().enumerate() {
         match lineage::lineage(stmt, &set) {
@@ -457,8 +458,12 @@ fn mask_decision(
             }
         }
     }
-    decision.masking = Some(MaskHandle(Arc::new(MaskPlan {
+    let plan = MaskPlan {
         set: Arc::new(set),
         statements,
-    })));
+    };
+    if plan.touches_masked() {
+        decision.same_for_any_literals = false;
+    }
+    decision.masking = Some(MaskHandle(Arc::new(plan)));
 }

@@ -232,6 +232,24 @@ mod tests {
     }
 
     #[test]
+    fn every_mask_form_parses() {
+        let m = Masking::compile(&doc(
+            "hash_key: 0123456789abcdef\ncolumns:\n  t.a: redact\n  t.b: {keep_first: 2}\n  t.c: email\n  t.d: hash\n  t.e: 'null'\n",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.rules.len(), 5);
+        assert_eq!(
+            m.rules[m.rule_of("public", "t", "e").unwrap()].mask,
+            Mask::Null
+        );
+        assert!(matches!(
+            m.rules[m.rule_of("public", "t", "d").unwrap()].mask,
+            Mask::Hash(_)
+        ));
+    }
+
+    #[test]
     fn empty_masking_is_none() {
         assert!(Masking::compile(&MaskingDoc::default()).unwrap().is_none());
     }

@@ -190,12 +190,18 @@ impl ExecMask {
         {
             self.actions = Some(self.execute_actions(values.len()));
         }
-        let actions = self.actions.clone().unwrap_or_default();
-        let set = self.plan.set.clone();
+        let actions = self.actions.take().unwrap_or_default();
+        let out = self.rewrite(&values, &actions);
+        self.actions = Some(actions);
+        out
+    }
+
+    fn rewrite(&mut self, values: &[Option<&[u8]>], actions: &[ColumnAction]) -> Option<Frame> {
+        let set = Arc::clone(&self.plan.set);
         let mut out: Vec<Option<Vec<u8>>> = Vec::new();
         let mut changed = false;
         let mut hits: Vec<Hit> = Vec::new();
-        for (i, (v, a)) in values.iter().zip(&actions).enumerate() {
+        for (i, (v, a)) in values.iter().zip(actions).enumerate() {
             let new = match (v, a) {
                 (None, _) => None,
                 (Some(v), ColumnAction::Pass { scan: true }) => {

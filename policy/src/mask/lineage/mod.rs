@@ -1032,9 +1032,12 @@ impl Analyzer<'_> {
                 }
                 s = sc.outer;
             }
-            // `x.y` where x is no relation: a field of a composite column
-            // `x`, or of a whole row. Fail closed.
-            let t = self.resolve_inner(None, rel, scope);
+            // `x.y` where x is no relation in scope: a field of a composite
+            // column `x`, of a whole row, or a name the server will reject.
+            // Fail closed: whatever `x` or `y` alone could be.
+            let t = self
+                .resolve_inner(None, rel, scope)
+                .union(self.resolve_inner(None, col, scope));
             return if t.is_tainted() { Taint::Derived } else { t };
         }
         while let Some(sc) = s {
@@ -1138,6 +1141,18 @@ impl Visitor for Leaves<'_, '_, '_> {
             }
             Expr::Function(f) => {
                 self.function(f);
+            }
+            Expr::QualifiedWildcard(n, _) => {
+                let t = self.an.whole_row_of(n, self.scope);
+                *self.taint = self.taint.union(t);
+            }
+            Expr::Wildcard(_) => {
+                let t = self
+                    .scope
+                    .sources
+                    .iter()
+                    .fold(Taint::Clear, |a, s| a.union(s.whole_row()));
+                *self.taint = self.taint.union(t);
             }
             _ => {}
         }

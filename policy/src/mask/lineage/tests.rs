@@ -349,3 +349,24 @@ fn masking_corpus_offline() {
     }
     assert!(n >= 27, "{n} cases");
 }
+
+/// Positions in ORDER BY are literals: a decision that touches a masked
+/// column must not be shared with the same text under other literals.
+#[test]
+fn masked_decisions_are_not_shared_across_literals() {
+    let text = include_str!("../../../../examples/policies/reference.yaml");
+    let set = crate::PolicySet::new(vec![crate::Policy::from_yaml(text).unwrap()]);
+    let groups = vec!["agents".to_owned()];
+    let subject = crate::Subject {
+        identity: "a",
+        groups: &groups,
+        target: "demo",
+    };
+    let d = set.decide(&subject, "SELECT ssn, id FROM customers ORDER BY 2");
+    assert_eq!(d.verdict, crate::Verdict::Allow, "{}", d.reason);
+    assert!(!d.same_for_any_literals);
+    let d = set.decide(&subject, "SELECT ssn, id FROM customers ORDER BY 1");
+    assert_eq!(d.verdict, crate::Verdict::Deny);
+    let d = set.decide(&subject, "SELECT abalance FROM accounts WHERE aid = 1");
+    assert!(d.same_for_any_literals && d.masking.is_some());
+}
