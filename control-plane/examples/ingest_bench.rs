@@ -43,6 +43,8 @@ fn statement(session: &str, seq: u64) -> StoredEvent {
             approval_id: String::new(),
             masked: Default::default(),
             sample: None,
+            parameters: Vec::new(),
+            bytes: 0,
         },
     }
 }

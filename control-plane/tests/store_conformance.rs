@@ -181,6 +181,8 @@ fn statement(session: &str, seq: u64, text: &str) -> StoredEvent {
             approval_id: String::new(),
             masked: Default::default(),
             sample: None,
+            parameters: Vec::new(),
+            bytes: 0,
         },
     }
 }

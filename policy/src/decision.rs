@@ -68,6 +68,8 @@ pub struct Decision {
     pub delivery: Delivery,
     /// How much of the result its record keeps.
     pub sample: crate::model::SampleLimit,
+    /// Whether its record keeps bound parameter values.
+    pub parameters: crate::model::ParameterAudit,
     /// How the results are masked, when masking applies to the session.
     pub masking: Option<crate::mask::MaskHandle>,
 }

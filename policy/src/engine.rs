@@ -378,6 +378,7 @@ impl PolicySet {
             same_for_any_literals: statements.iter().all(|s| s.settings.is_empty()),
             delivery: Delivery::Streamed,
             sample: SampleLimit::default(),
+            parameters: crate::model::ParameterAudit::default(),
             masking: None,
         };
         let mut worst: Option<(&Policy, Outcome)> = None;
@@ -399,6 +400,12 @@ impl PolicySet {
                     .max()
                     .unwrap_or_default(),
             };
+            // Redaction wins: `Redact` orders before `Keep`.
+            decision.parameters = applicable
+                .iter()
+                .map(|p| p.doc.audit.parameters)
+                .min()
+                .unwrap_or_default();
             decision.sample = applicable
                 .iter()
                 .map(|p| p.doc.audit.sample)

@@ -44,6 +44,24 @@ pub struct AuditDoc {
     /// How much of each result the record keeps (after masking).
     #[serde(default)]
     pub sample: SampleLimit,
+    /// Whether bound parameter values are recorded.
+    #[serde(default)]
+    pub parameters: ParameterAudit,
+}
+
+/// What a statement's record keeps of its bound parameters. Redacted by
+/// default: parameters are where applications put the values (passwords,
+/// personal data) that a record should not copy.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ParameterAudit {
+    /// Each value's size only (`<redacted: 5 bytes>`), and NULLs.
+    #[default]
+    Redact,
+    /// The values as sent (binary ones described, not copied).
+    Keep,
 }
 
 /// The bounded sample of each statement's result kept in its record: the

@@ -261,3 +261,38 @@ async fn the_record_keeps_a_bounded_masked_sample_of_each_result() {
     assert_eq!(e["sample"]["truncated"], true);
     assert_eq!(e["rows"], 1000);
 }
+
+#[tokio::test]
+async fn bound_parameters_are_redacted_unless_policy_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("keep.yaml");
+    std::fs::write(
+        &keep,
+        "name: keep\naudit:\n  parameters: keep\nstatements:\n  default: allow\n",
+    )
+    .unwrap();
+    let redacting = Gateway::seeded(&[]).await.unwrap();
+    let keeping = Gateway::seeded(&["--policy", keep.to_str().unwrap()])
+        .await
+        .unwrap();
+    let text = "SELECT name FROM customers WHERE id = $1 OR name = $2";
+    for gw in [&redacting, &keeping] {
+        let c = gw.connect("e2e-params").await.unwrap();
+        let rows = c.query(text, &[&2i32, &"Dana Ortiz"]).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        drop(c);
+    }
+    let e = recorded_statement(&redacting, "e2e-params", text).await;
+    assert_eq!(
+        e["parameters"],
+        serde_json::json!(["<redacted: 4 bytes>", "<redacted: 10 bytes>"]),
+        "{e}"
+    );
+    assert!(e["bytes"].as_u64().unwrap() > 0, "{e}");
+    let e = recorded_statement(&keeping, "e2e-params", text).await;
+    assert_eq!(
+        e["parameters"],
+        serde_json::json!(["<4 bytes, binary>", "Dana Ortiz"]),
+        "{e}"
+    );
+}

@@ -116,6 +116,11 @@ pub enum EventDetail {
         /// The first rows of the result as the client received them (masked
         /// values masked); absent when none were kept.
         sample: Option<SampleDoc>,
+        /// Bound parameters as the policy records them (redacted by default:
+        /// `<redacted: N bytes>`); absent for the simple protocol.
+        parameters: Option<Vec<Option<String>>>,
+        /// Bytes of its results sent to the client; absent when none.
+        bytes: Option<u64>,
     },
     /// The session closed.
     SessionEnd {
@@ -330,6 +335,8 @@ mod tests {
                     rows: vec![vec![Some(s()), None]],
                     truncated: true,
                 }),
+                parameters: vec![Some(s()), None],
+                bytes: 1,
             },
             EventKind::SessionEnd {
                 reason: s(),

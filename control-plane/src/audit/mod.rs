@@ -75,6 +75,8 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
                     .collect(),
                 truncated: r.truncated,
             }),
+            parameters: s.parameters.into_iter().map(|v| v.text).collect(),
+            bytes: s.bytes,
         },
         Payload::SessionEnd(s) => EventKind::SessionEnd {
             reason: s.reason,

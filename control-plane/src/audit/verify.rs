@@ -521,6 +521,8 @@ mod tests {
                 approval_id: String::new(),
                 masked: Default::default(),
                 sample: None,
+                parameters: Vec::new(),
+                bytes: 0,
             },
         }
     }

@@ -71,6 +71,12 @@ pub enum EventKind {
         /// The first rows of the result as the client received them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sample: Option<ResultSample>,
+        /// Bound parameters as the policy records them (`null` for NULL).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parameters: Vec<Option<String>>,
+        /// Bytes of its results sent to the client.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        bytes: u64,
     },
     /// The session closed.
     SessionEnd {

@@ -221,6 +221,13 @@ fn event_detail(e: &StoredEvent) -> Markup {
                     @if !field(&v, "sqlstate").is_empty() { ", SQLSTATE " (field(&v, "sqlstate")) }
                     @if !field(&v, "approval_id").is_empty() { ", approval " (field(&v, "approval_id")) }
                 }
+                @if let Some(params) = v["parameters"].as_array() {
+                    br;
+                    span.muted { "parameters: " }
+                    @for (i, p) in params.iter().enumerate() {
+                        "$" (i + 1) "=" (p.as_str().unwrap_or("NULL")) " "
+                    }
+                }
                 (sample(&v["sample"]))
             }
         }
@@ -343,6 +350,8 @@ mod tests {
                 approval_id: String::new(),
                 masked: Default::default(),
                 sample: None,
+                parameters: Vec::new(),
+                bytes: 0,
             },
         };
         let page = session_page(&view(), &[e], None, None).into_string();

@@ -159,6 +159,8 @@ fn statement(text: &str) -> EventKind {
         approval_id: String::new(),
         masked: Default::default(),
         sample: None,
+        parameters: Vec::new(),
+        bytes: 0,
     }
 }
 

@@ -74,6 +74,8 @@ async fn an_auditor_signs_in_and_reads_sessions_as_escaped_html() {
             approval_id: String::new(),
             masked: Default::default(),
             sample: None,
+            parameters: Vec::new(),
+            bytes: 0,
         },
     };
     api.cp.store.append_events(&[statement]).await.unwrap();

@@ -79,6 +79,46 @@ pub fn bind(body: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
     Ok((portal, statement))
 }
 
+/// A Bind's parameter values (`None` for NULL), each with its format code
+/// (0 text, 1 binary).
+pub fn bind_parameters(body: &[u8]) -> Result<Vec<(i16, Option<&[u8]>)>, Malformed> {
+    const W: Malformed = Malformed("Bind");
+    let mut b = body;
+    take_cstr(&mut b).ok_or(W)?;
+    take_cstr(&mut b).ok_or(W)?;
+    let nfmt = usize::try_from(take_i16(&mut b).ok_or(W)?).map_err(|_| W)?;
+    let mut formats = Vec::with_capacity(nfmt.min(64));
+    for _ in 0..nfmt {
+        formats.push(take_i16(&mut b).ok_or(W)?);
+    }
+    let n = usize::try_from(take_i16(&mut b).ok_or(W)?).map_err(|_| W)?;
+    if nfmt > 1 && nfmt != n {
+        return Err(W);
+    }
+    let mut out = Vec::with_capacity(n.min(1024));
+    for i in 0..n {
+        let format = match nfmt {
+            0 => 0,
+            1 => formats[0],
+            _ => formats[i],
+        };
+        let len = take_i32(&mut b).ok_or(W)?;
+        let value = if len < 0 {
+            None
+        } else {
+            let len = usize::try_from(len).map_err(|_| W)?;
+            if b.len() < len {
+                return Err(W);
+            }
+            let (v, rest) = b.split_at(len);
+            b = rest;
+            Some(v)
+        };
+        out.push((format, value));
+    }
+    Ok(out)
+}
+
 /// Execute: the portal name and row limit.
 pub fn execute(body: &[u8]) -> Result<(&[u8], i32), Malformed> {
     let mut b = body;
@@ -125,6 +165,32 @@ mod tests {
         assert_eq!(p.param_types, &[0, 1, 0, 0, 0, 23]);
         let again = encode_parse(p.name, p.query, p.param_types);
         assert_eq!(again, f);
+    }
+
+    #[test]
+    fn bind_parameters_come_with_their_formats() {
+        // portal "", statement "s", one format (binary), 3 params: 'ab', NULL, 4 bytes.
+        let mut body = b"\0s\0\0\x01\0\x01\0\x03".to_vec();
+        body.extend_from_slice(&[
+            0, 0, 0, 2, b'a', b'b', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4, 0, 0, 0, 7,
+        ]);
+        body.extend_from_slice(&[0, 0]);
+        let p = bind_parameters(&body).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (1, Some(&b"ab"[..])),
+                (1, None),
+                (1, Some(&[0, 0, 0, 7][..]))
+            ]
+        );
+        // Text by default; a value longer than the message is malformed.
+        assert_eq!(
+            bind_parameters(b"\0\0\0\0\0\x01\0\0\0\x01x").unwrap(),
+            vec![(0, Some(&b"x"[..]))]
+        );
+        assert!(bind_parameters(b"\0\0\0\0\0\x01\0\0\0\x09x").is_err());
+        assert!(bind_parameters(b"\0\0\0\x02\0\0\0\0\0\x01").is_err());
     }
 
     #[test]

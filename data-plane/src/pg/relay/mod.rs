@@ -293,20 +293,22 @@ async fn drained(kill: &Kill, tracker: &Mutex<Tracker>, grace: std::time::Durati
     }
 }
 
-/// Adds what the client is about to receive (after masking) to the
-/// statement's result sample.
+/// Counts what the client is about to receive (after masking) against its
+/// statement, and adds it to the statement's result sample.
 fn sample(t: &mut Tracker, frame: &Frame) {
     let tag = frame.tag();
-    if tag != b'D' && tag != b'T' {
+    let Some(tracker::Expect::Simple(x) | tracker::Expect::Execute(x)) = t.front_expect_mut()
+    else {
         return;
+    };
+    if tag != b'Z' {
+        x.bytes += frame.raw.len() as u64;
     }
-    if let Some(tracker::Expect::Simple(x) | tracker::Expect::Execute(x)) = t.front_expect_mut()
-        && let Some(s) = x.sample.as_mut()
-    {
-        if tag == b'D' {
-            s.on_data_row(frame.body());
-        } else {
-            s.on_row_description(frame.body());
+    if let Some(s) = x.sample.as_mut() {
+        match tag {
+            b'D' => s.on_data_row(frame.body()),
+            b'T' => s.on_row_description(frame.body()),
+            _ => {}
         }
     }
 }

@@ -76,7 +76,7 @@ impl Sample {
 }
 
 /// A value as text, or a description of one that is not (binary format).
-fn text_of(v: &[u8]) -> String {
+pub(crate) fn text_of(v: &[u8]) -> String {
     match std::str::from_utf8(v) {
         Ok(s)
             if !s

@@ -509,6 +509,12 @@ impl SessionCtx {
                 .map(|m| m.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
                 .unwrap_or_default(),
             sample: exec.sample.as_ref().and_then(|s| s.to_proto()),
+            parameters: exec
+                .params
+                .as_deref()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            bytes: exec.bytes,
         }));
     }
 

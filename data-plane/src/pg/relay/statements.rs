@@ -35,6 +35,8 @@ struct Prepared {
     /// For a portal: its statement's description, and the result formats.
     stmt_desc: DescSlot,
     formats: Arc<[i16]>,
+    /// For a portal: its bound parameters as the record keeps them.
+    params: Option<Arc<[sluice_proto::v1::SampleValue]>>,
 }
 
 /// A Query's text and the decision that it needs approval.
@@ -197,6 +199,7 @@ impl ClientState {
                             desc: DescSlot::default(),
                             stmt_desc: DescSlot::default(),
                             formats: Arc::from([]),
+                            params: None,
                         });
                     out.extend_from_slice(&frame.raw);
                     tracker.push(Expect::Parse { denial: None });
@@ -215,10 +218,12 @@ impl ClientState {
                     Some(p) => {
                         let formats = crate::pg::mask::wire::bind_result_formats(frame.body())
                             .unwrap_or_default();
+                        let params = recorded_parameters(frame.body(), p.decision.parameters);
                         let portal_entry = Prepared {
                             desc: DescSlot::default(),
                             stmt_desc: p.desc.clone(),
                             formats: Arc::from(formats),
+                            params: Some(params),
                             ..p.clone()
                         };
                         self.portals.insert(portal.to_vec(), portal_entry);
@@ -244,6 +249,7 @@ impl ClientState {
                                 p.formats.clone(),
                             ))
                         });
+                        x.params = p.params.clone();
                         x
                     }
                     // The server will refuse an unknown portal; record what was asked.
@@ -332,6 +338,27 @@ fn refuse(ctx: &SessionCtx, exec: &mut Exec) {
     exec.recorded = true;
     exec.denial = Some(err.frame());
     tracing::info!(decision = exec.decision.verdict.as_str(), reason = %exec.decision.reason, "statement refused");
+}
+
+/// A Bind's parameters as the statement's record keeps them: each value's
+/// size when the policy redacts them, else the text (values that are not
+/// text are described, not copied). A malformed Bind records nothing here; the
+/// server refuses it.
+fn recorded_parameters(
+    body: &[u8],
+    mode: sluice_policy::model::ParameterAudit,
+) -> Arc<[sluice_proto::v1::SampleValue]> {
+    use sluice_policy::model::ParameterAudit;
+    let values = frontend::bind_parameters(body).unwrap_or_default();
+    values
+        .into_iter()
+        .map(|(_, v)| sluice_proto::v1::SampleValue {
+            text: v.map(|v| match mode {
+                ParameterAudit::Keep => super::sample::text_of(v),
+                ParameterAudit::Redact => format!("<redacted: {} bytes>", v.len()),
+            }),
+        })
+        .collect()
 }
 
 fn unknown_portal() -> Decision {

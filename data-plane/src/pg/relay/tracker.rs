@@ -69,6 +69,10 @@ pub struct Exec {
     pub mask: Option<Box<crate::pg::mask::ExecMask>>,
     /// The start of its result, for the record.
     pub sample: Option<Box<super::sample::Sample>>,
+    /// Its bound parameters as the record keeps them.
+    pub params: Option<Arc<[sluice_proto::v1::SampleValue]>>,
+    /// Bytes of its results sent to the client.
+    pub bytes: u64,
     /// The approval request it ran under, or was refused pending.
     pub approval_id: Option<Arc<str>>,
 }
@@ -80,6 +84,8 @@ impl Exec {
             .then(|| Box::new(super::sample::Sample::new(decision.sample)));
         Self {
             sample,
+            params: None,
+            bytes: 0,
             text,
             decision,
             protocol,
