@@ -79,9 +79,12 @@ pub fn bind(body: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
     Ok((portal, statement))
 }
 
-/// A Bind's parameter values (`None` for NULL), each with its format code
-/// (0 text, 1 binary).
-pub fn bind_parameters(body: &[u8]) -> Result<Vec<(i16, Option<&[u8]>)>, Malformed> {
+/// One bound parameter: its format code (0 text, 1 binary) and its value
+/// (`None` for NULL).
+pub type BoundParam<'a> = (i16, Option<&'a [u8]>);
+
+/// A Bind's parameter values, in order.
+pub fn bind_parameters(body: &[u8]) -> Result<Vec<BoundParam<'_>>, Malformed> {
     const W: Malformed = Malformed("Bind");
     let mut b = body;
     take_cstr(&mut b).ok_or(W)?;
