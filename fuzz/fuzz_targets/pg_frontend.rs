@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             b'P' => frontend::parse(body).map(|p| {
                 let _ = frontend::encode_parse(p.name, p.query, p.param_types);
             }),
-            b'B' => frontend::bind(body).map(|_| ()),
+            b'B' => frontend::bind(body).and_then(|_| frontend::bind_parameters(body).map(|_| ())),
             b'E' => frontend::execute(body).map(|_| ()),
             b'D' => frontend::target(body, "Describe").map(|_| ()),
             b'C' => frontend::target(body, "Close").map(|_| ()),
