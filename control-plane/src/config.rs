@@ -89,6 +89,10 @@ pub struct ControlPlaneConfig {
     /// Deny buttons.
     #[serde(default)]
     pub slack: Option<crate::approvals::slack::SlackConfig>,
+    /// Email as an approval channel: approvers are mailed a signed,
+    /// single-use link per request.
+    #[serde(default)]
+    pub email: Option<crate::approvals::email::EmailConfig>,
     /// Signed webhooks told about every approval request and decision.
     #[serde(default)]
     pub webhooks: Vec<crate::approvals::webhook::WebhookConfig>,

@@ -9,6 +9,7 @@
 //! document; every `/api/v1` endpoint needs a bearer token with a role.
 
 pub mod api_keys;
+pub mod approval_email;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
@@ -106,6 +107,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(api_keys::routes())
         .merge(approvals::routes())
         .merge(slack::routes())
+        .merge(approval_email::routes())
         .merge(oauth::routes())
         .merge(ui::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))

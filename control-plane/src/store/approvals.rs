@@ -403,6 +403,39 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Marks an email link used. Returns `false` if it was used before.
+    pub async fn use_email_link(
+        &self,
+        link_id: &str,
+        approval_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO approval_email_links_used (link_id, approval_id, used_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (link_id) DO NOTHING",
+            )
+            .bind(link_id)
+            .bind(approval_id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(inserted == 1)
+    }
+
+    /// Whether an email link was used.
+    pub async fn email_link_used(&self, link_id: &str) -> Result<bool, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, |p| {
+            sqlx::query_as("SELECT link_id FROM approval_email_links_used WHERE link_id = $1")
+                .bind(link_id)
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row.is_some())
+    }
+
     /// A request's history, oldest first.
     pub async fn approval_history(&self, id: &str) -> Result<Vec<ApprovalEntry>, StoreError> {
         let rows: Vec<(i64, String, String, String, String)> = with_pool!(self, |p| {

@@ -60,7 +60,7 @@ pub(crate) fn cookie_token(parts: &Parts) -> Option<&str> {
 
 /// A page with the headers every UI page carries: no caching (pages show
 /// audit records), no framing, no scripts, no third-party anything.
-fn html(status: StatusCode, body: Markup) -> Response {
+pub(crate) fn html(status: StatusCode, body: Markup) -> Response {
     let mut r = (status, body.into_string()).into_response();
     let h = r.headers_mut();
     h.insert(
