@@ -120,7 +120,10 @@ fn refusal(e: &EmailLinkError) -> Response {
         EmailLinkError::Approval(ApprovalError::Invalid(_) | ApprovalError::Store(_)) => {
             return page(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                message("Not recorded", "The request could not be decided; try again later."),
+                message(
+                    "Not recorded",
+                    "The request could not be decided; try again later.",
+                ),
             );
         }
     };

@@ -316,7 +316,10 @@ mod tests {
             verify_link(b"k", &format!("{p}.{tag}"), 0),
             Err(LinkError::BadSignature)
         );
-        assert_eq!(verify_link(b"k", "garbage", 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            verify_link(b"k", "garbage", 0),
+            Err(LinkError::BadSignature)
+        );
     }
 
     #[test]

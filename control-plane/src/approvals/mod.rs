@@ -456,7 +456,10 @@ impl ControlPlane {
                 };
                 let link = format!("{base}/approvals/email/{}", email::sign_link(&key, &claims));
                 let subject = format!("Approval requested by {} on {}", a.identity, a.target);
-                if let Err(e) = mailer.send(&p.email, &subject, email::body(&a, &link)).await {
+                if let Err(e) = mailer
+                    .send(&p.email, &subject, email::body(&a, &link))
+                    .await
+                {
                     tracing::warn!(error = %e, approval_id = %a.id, approver = %p.identity, "cannot mail the approval request");
                 }
             }
@@ -485,7 +488,11 @@ impl ControlPlane {
             return Err(EmailLinkError::NotConfigured);
         };
         let claims = email::verify_link(key, token, sluice_common::unix_us())?;
-        if !config.approvers.iter().any(|p| p.identity == claims.identity) {
+        if !config
+            .approvers
+            .iter()
+            .any(|p| p.identity == claims.identity)
+        {
             return Err(email::LinkError::UnknownApprover.into());
         }
         if self
