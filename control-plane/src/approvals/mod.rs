@@ -89,6 +89,8 @@ pub enum Channel {
     Slack,
     /// An email link.
     Email,
+    /// The approval pages of the web UI.
+    Web,
 }
 
 impl Channel {
@@ -98,6 +100,7 @@ impl Channel {
             Self::Api => "api",
             Self::Slack => "slack",
             Self::Email => "email",
+            Self::Web => "web",
         }
     }
 }
