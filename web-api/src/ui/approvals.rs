@@ -58,28 +58,16 @@ pub(crate) fn same_origin(origin: Option<&str>, referer: Option<&str>, host: Opt
         .all(|u| authority(u).is_some_and(|a| a.eq_ignore_ascii_case(host)))
 }
 
-fn check_origin(headers: &HeaderMap) -> Result<(), Response> {
+fn from_this_server(headers: &HeaderMap) -> bool {
     let get = |name: header::HeaderName| -> Result<Option<&str>, ()> {
         headers
             .get(name)
             .map(|v| v.to_str().map_err(drop))
             .transpose()
     };
-    let ok = match (get(header::ORIGIN), get(header::REFERER), get(header::HOST)) {
+    match (get(header::ORIGIN), get(header::REFERER), get(header::HOST)) {
         (Ok(o), Ok(r), Ok(h)) => same_origin(o, r, h),
         _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        tracing::warn!("cross-site approval form refused");
-        Err(page(
-            StatusCode::FORBIDDEN,
-            message(
-                "Not allowed",
-                "This form can only be sent from Sluice's own pages.",
-            ),
-        ))
     }
 }
 
@@ -164,8 +152,15 @@ async fn decide(
         Ok(c) => c,
         Err(e) => return refused(&e),
     };
-    if let Err(r) = check_origin(headers) {
-        return r;
+    if !from_this_server(headers) {
+        tracing::warn!("cross-site approval form refused");
+        return page(
+            StatusCode::FORBIDDEN,
+            message(
+                "Not allowed",
+                "This form can only be sent from Sluice's own pages.",
+            ),
+        );
     }
     let reason = reason.trim();
     if reason.len() > MAX_REASON {
