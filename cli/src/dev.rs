@@ -152,6 +152,7 @@ async fn run_with(
         oidc: crate::config::load_oidc(args.oidc_config.as_deref())?,
         slack: channels.slack,
         email: channels.email,
+        approval_sweep_interval: Duration::from_secs(1),
         webhooks: channels.webhooks,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;

@@ -171,6 +171,11 @@ impl ControlPlane {
             snapshots: rx,
             shutdown,
         };
+        tokio::spawn(crate::approvals::sweep::run(
+            cp.clone(),
+            cp.config.approval_sweep_interval,
+            cp.shutdown.clone(),
+        ));
         cp.seal_legacy_secrets()
             .await
             .map_err(|e| StartError::Config(format!("target credentials: {e}")))?;

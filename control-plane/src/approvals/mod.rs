@@ -9,6 +9,7 @@ mod decide;
 pub mod email;
 pub mod record;
 pub mod slack;
+pub mod sweep;
 pub mod webhook;
 
 pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
@@ -277,7 +278,7 @@ impl ControlPlane {
         Ok((a, history))
     }
 
-    async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
+    pub(crate) async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
         let t = Transition {
             version: a.version,
             state: State::Expired,

@@ -242,6 +242,26 @@ impl Store {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
+    /// Pending requests whose deadline passed at `now`, oldest deadline
+    /// first: what the expiry sweeper records as expired.
+    pub async fn lapsed_approvals(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at <= $1 \
+             ORDER BY expires_at, id LIMIT $2"
+        );
+        let rows: Vec<Row> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await)?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
     /// The newest request for exactly this statement of this identity on
     /// this target that can still matter at `now`: approved and not yet
     /// run, or pending; either one unexpired.
