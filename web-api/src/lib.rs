@@ -150,10 +150,15 @@ fn trace_layer<B>() -> TraceLayer<
                 .extensions()
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned());
+            // Email approval links carry their credential in the path.
+            let path = match req.uri().path() {
+                p if p.starts_with("/approvals/email/") => "/approvals/email/{token}",
+                p => p,
+            };
             tracing::info_span!(
                 "http",
                 method = %req.method(),
-                path = %req.uri().path(),
+                path = %path,
                 route = route.as_deref().unwrap_or(""),
                 identity = tracing::field::Empty,
             )
