@@ -54,6 +54,9 @@ pub struct ApprovalChannels {
     /// Slack, if configured.
     #[serde(default)]
     pub slack: Option<sluice_control_plane::approvals::slack::SlackConfig>,
+    /// Email, if configured.
+    #[serde(default)]
+    pub email: Option<sluice_control_plane::approvals::email::EmailConfig>,
     /// Webhook endpoints.
     #[serde(default)]
     pub webhooks: Vec<sluice_control_plane::approvals::webhook::WebhookConfig>,

@@ -151,6 +151,8 @@ async fn run_with(
         max_token_ttl: Duration::from_secs(24 * 3600),
         oidc: crate::config::load_oidc(args.oidc_config.as_deref())?,
         slack: channels.slack,
+        email: channels.email,
+        approval_sweep_interval: Duration::from_secs(1),
         webhooks: channels.webhooks,
     };
     let cp = ControlPlane::start(cp_config, shutdown.clone()).await?;

@@ -89,6 +89,15 @@ pub struct ControlPlaneConfig {
     /// Deny buttons.
     #[serde(default)]
     pub slack: Option<crate::approvals::slack::SlackConfig>,
+    /// Email as an approval channel: approvers are mailed a signed,
+    /// single-use link per request.
+    #[serde(default)]
+    pub email: Option<crate::approvals::email::EmailConfig>,
+    /// How often pending approval requests past their deadline are
+    /// recorded as expired (so webhooks and the audit record hear of it
+    /// even when nobody reads the request).
+    #[serde(default = "default_approval_sweep", with = "humantime_serde")]
+    pub approval_sweep_interval: Duration,
     /// Signed webhooks told about every approval request and decision.
     #[serde(default)]
     pub webhooks: Vec<crate::approvals::webhook::WebhookConfig>,
@@ -129,6 +138,10 @@ fn default_max_token_ttl() -> Duration {
 }
 
 fn default_poll() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_approval_sweep() -> Duration {
     Duration::from_secs(5)
 }
 

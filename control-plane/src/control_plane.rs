@@ -60,6 +60,8 @@ pub struct ControlPlane {
     pub(crate) slack: Option<crate::approvals::slack::SlackClient>,
     /// Delivers approval webhooks.
     pub(crate) webhook_http: reqwest::Client,
+    /// The SMTP client and link key, when email is an approval channel.
+    pub(crate) email: Option<(crate::approvals::email::Mailer, Arc<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -145,7 +147,19 @@ impl ControlPlane {
             .timeout(std::time::Duration::from_secs(5))
             .build()
             .unwrap_or_default();
+        let email = match &config.email {
+            Some(c) => Some((
+                crate::approvals::email::Mailer::new(c)
+                    .map_err(|e| StartError::Config(format!("email: {e}")))?,
+                Arc::new(crate::approvals::email::link_key(
+                    c.link_key.as_deref(),
+                    &issuer.key().sign(crate::approvals::email::KEY_LABEL),
+                )),
+            )),
+            None => None,
+        };
         let cp = Self {
+            email,
             webhook_http,
             slack,
             store,
@@ -157,6 +171,11 @@ impl ControlPlane {
             snapshots: rx,
             shutdown,
         };
+        tokio::spawn(crate::approvals::sweep::run(
+            cp.clone(),
+            cp.config.approval_sweep_interval,
+            cp.shutdown.clone(),
+        ));
         cp.seal_legacy_secrets()
             .await
             .map_err(|e| StartError::Config(format!("target credentials: {e}")))?;

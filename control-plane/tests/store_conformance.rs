@@ -47,6 +47,7 @@ conformance!(
     api_keys_are_found_by_secret_until_revoked,
     secrets_are_rewritten_all_or_nothing,
     approvals_bind_one_statement_and_keep_their_history,
+    lapsed_approvals_and_used_email_links,
 );
 
 fn target(name: &str) -> NewTarget {
@@ -538,6 +539,41 @@ fn entry(actor: &str, action: &str) -> ApprovalEntry {
         channel: "api".to_owned(),
         reason: String::new(),
     }
+}
+
+async fn lapsed_approvals_and_used_email_links(s: &Store) {
+    let a = s.create_approval(new_approval("aa")).await.unwrap();
+    assert!(
+        s.lapsed_approvals(a.expires_at - 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let lapsed = s.lapsed_approvals(a.expires_at, 10).await.unwrap();
+    assert_eq!(
+        lapsed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [a.id.as_str()]
+    );
+    let t = sluice_control_plane::store::Transition {
+        version: a.version,
+        state: State::Denied,
+        expires_at: None,
+        entry: entry("bob", "deny"),
+    };
+    assert!(s.transition_approval(&a.id, &t).await.unwrap());
+    assert!(
+        s.lapsed_approvals(i64::MAX, 10).await.unwrap().is_empty(),
+        "only pending ones"
+    );
+
+    assert!(!s.email_link_used("l1").await.unwrap());
+    assert!(s.use_email_link("l1", &a.id, 1).await.unwrap());
+    assert!(s.email_link_used("l1").await.unwrap());
+    assert!(
+        !s.use_email_link("l1", &a.id, 2).await.unwrap(),
+        "used once"
+    );
+    assert!(!s.email_link_used("l2").await.unwrap());
 }
 
 async fn approvals_bind_one_statement_and_keep_their_history(s: &Store) {

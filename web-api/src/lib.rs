@@ -9,6 +9,7 @@
 //! document; every `/api/v1` endpoint needs a bearer token with a role.
 
 pub mod api_keys;
+pub mod approval_email;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
@@ -106,6 +107,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(api_keys::routes())
         .merge(approvals::routes())
         .merge(slack::routes())
+        .merge(approval_email::routes())
         .merge(oauth::routes())
         .merge(ui::routes())
         .route("/.well-known/jwks.json", get(auth::jwks))
@@ -148,10 +150,15 @@ fn trace_layer<B>() -> TraceLayer<
                 .extensions()
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned());
+            // Email approval links carry their credential in the path.
+            let path = match req.uri().path() {
+                p if p.starts_with("/approvals/email/") => "/approvals/email/{token}",
+                p => p,
+            };
             tracing::info_span!(
                 "http",
                 method = %req.method(),
-                path = %req.uri().path(),
+                path = %path,
                 route = route.as_deref().unwrap_or(""),
                 identity = tracing::field::Empty,
             )

@@ -6,8 +6,10 @@
 //! them.
 
 mod decide;
+pub mod email;
 pub mod record;
 pub mod slack;
+pub mod sweep;
 pub mod webhook;
 
 pub use decide::{Action, Approver, Outcome, Refusal, Request, State, cancel, decide, effective};
@@ -32,6 +34,25 @@ pub enum SlackInteractionError {
     /// The vote was refused or failed.
     #[error(transparent)]
     Approval(#[from] ApprovalError),
+}
+
+/// Why an email link was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailLinkError {
+    /// Email is not an approval channel here.
+    #[error("email approvals are not configured")]
+    NotConfigured,
+    /// The link itself fails a check.
+    #[error(transparent)]
+    Link(#[from] email::LinkError),
+    /// The vote was refused or failed.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+}
+
+fn refused_link(e: &EmailLinkError) {
+    tracing::warn!(error = %e, "email approval link refused");
+    metrics::counter!("sluice_approval_email_refusals_total").increment(1);
 }
 
 /// How often a vote is retried when another write raced it.
@@ -69,6 +90,8 @@ pub enum Channel {
     Slack,
     /// An email link.
     Email,
+    /// The approval pages of the web UI.
+    Web,
 }
 
 impl Channel {
@@ -78,6 +101,7 @@ impl Channel {
             Self::Api => "api",
             Self::Slack => "slack",
             Self::Email => "email",
+            Self::Web => "web",
         }
     }
 }
@@ -210,6 +234,7 @@ impl ControlPlane {
         tracing::info!(approval_id = %created.id, identity = %r.identity, target_name = %r.target, policy = %r.policy, rule = %r.rule, "approval requested");
         self.record_approval(&[record::requested(&created)]).await;
         self.post_to_slack(&created);
+        self.mail_approvers(&created);
         self.send_webhooks("approval.requested", &created, State::Pending);
         metrics::counter!("sluice_approvals_requested_total").increment(1);
         Ok(to_decision(self, &r.request_id, &created, State::Pending))
@@ -253,7 +278,7 @@ impl ControlPlane {
         Ok((a, history))
     }
 
-    async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
+    pub(crate) async fn record_expiry(&self, a: &Approval, now: i64) -> Result<(), ApprovalError> {
         let t = Transition {
             version: a.version,
             state: State::Expired,
@@ -414,6 +439,130 @@ impl ControlPlane {
                 }
             }
         });
+    }
+
+    /// Mails each eligible email approver a link of its own for `a`, in
+    /// the background; a failure is logged (every other channel still works).
+    fn mail_approvers(&self, a: &Approval) {
+        let (Some((mailer, key)), Some(config)) = (self.email.clone(), self.config().email.clone())
+        else {
+            return;
+        };
+        let a = a.clone();
+        tokio::spawn(async move {
+            let base = config.public_url.trim_end_matches('/');
+            for p in email::recipients(&config.approvers, &a) {
+                let claims = email::LinkClaims {
+                    approval_id: a.id.clone(),
+                    identity: p.identity.clone(),
+                    expires_at: a.expires_at,
+                    nonce: hex::encode(rand::random::<[u8; 16]>()),
+                };
+                let link = format!("{base}/approvals/email/{}", email::sign_link(&key, &claims));
+                let subject = format!("Approval requested by {} on {}", a.identity, a.target);
+                if let Err(e) = mailer
+                    .send(&p.email, &subject, email::body(&a, &link))
+                    .await
+                {
+                    tracing::warn!(error = %e, approval_id = %a.id, approver = %p.identity, "cannot mail the approval request");
+                }
+            }
+        });
+    }
+
+    /// Checks an email link without using it: what its confirmation page
+    /// shows. Refusals are logged and counted.
+    pub async fn email_link(
+        &self,
+        token: &str,
+    ) -> Result<(email::LinkClaims, Approval), EmailLinkError> {
+        let r = self.check_email_link(token).await;
+        if let Err(e) = &r {
+            refused_link(e);
+        }
+        r
+    }
+
+    async fn check_email_link(
+        &self,
+        token: &str,
+    ) -> Result<(email::LinkClaims, Approval), EmailLinkError> {
+        let (Some((_, key)), Some(config)) = (self.email.as_ref(), self.config().email.as_ref())
+        else {
+            return Err(EmailLinkError::NotConfigured);
+        };
+        let claims = email::verify_link(key, token, sluice_common::unix_us())?;
+        if !config
+            .approvers
+            .iter()
+            .any(|p| p.identity == claims.identity)
+        {
+            return Err(email::LinkError::UnknownApprover.into());
+        }
+        if self
+            .store
+            .email_link_used(&email::link_id(token))
+            .await
+            .map_err(ApprovalError::from)?
+        {
+            return Err(email::LinkError::Used.into());
+        }
+        let (a, _) = self.approval(&claims.approval_id).await?;
+        Ok((claims, a))
+    }
+
+    /// Decides through an email link: checks it, uses it up (before the
+    /// vote, so it never counts twice), and votes as its approver with that
+    /// approver's configured groups. Refusals are logged and counted.
+    pub async fn email_vote(
+        &self,
+        token: &str,
+        action: Action,
+        reason: &str,
+    ) -> Result<Approval, EmailLinkError> {
+        let r = self.email_vote_inner(token, action, reason).await;
+        if let Err(e) = &r {
+            refused_link(e);
+        }
+        r
+    }
+
+    async fn email_vote_inner(
+        &self,
+        token: &str,
+        action: Action,
+        reason: &str,
+    ) -> Result<Approval, EmailLinkError> {
+        let (claims, _) = self.check_email_link(token).await?;
+        let config = self
+            .config()
+            .email
+            .as_ref()
+            .ok_or(EmailLinkError::NotConfigured)?;
+        let approver = config
+            .approvers
+            .iter()
+            .find(|p| p.identity == claims.identity)
+            .ok_or(email::LinkError::UnknownApprover)?;
+        if !self
+            .store
+            .use_email_link(
+                &email::link_id(token),
+                &claims.approval_id,
+                sluice_common::unix_us(),
+            )
+            .await
+            .map_err(ApprovalError::from)?
+        {
+            return Err(email::LinkError::Used.into());
+        }
+        let who = Approver {
+            name: &approver.identity,
+            groups: &approver.groups,
+        };
+        Ok(self
+            .vote(&claims.approval_id, &who, action, Channel::Email, reason)
+            .await?)
     }
 
     /// Tells every configured webhook endpoint about `a` now in `state`.

@@ -242,6 +242,26 @@ impl Store {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
+    /// Pending requests whose deadline passed at `now`, oldest deadline
+    /// first: what the expiry sweeper records as expired.
+    pub async fn lapsed_approvals(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_at <= $1 \
+             ORDER BY expires_at, id LIMIT $2"
+        );
+        let rows: Vec<Row> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await)?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
     /// The newest request for exactly this statement of this identity on
     /// this target that can still matter at `now`: approved and not yet
     /// run, or pending; either one unexpired.
@@ -401,6 +421,39 @@ impl Store {
         .map(|r| r.rows_affected())
         })?;
         Ok(inserted == 1)
+    }
+
+    /// Marks an email link used. Returns `false` if it was used before.
+    pub async fn use_email_link(
+        &self,
+        link_id: &str,
+        approval_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO approval_email_links_used (link_id, approval_id, used_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (link_id) DO NOTHING",
+            )
+            .bind(link_id)
+            .bind(approval_id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(inserted == 1)
+    }
+
+    /// Whether an email link was used.
+    pub async fn email_link_used(&self, link_id: &str) -> Result<bool, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, |p| {
+            sqlx::query_as("SELECT link_id FROM approval_email_links_used WHERE link_id = $1")
+                .bind(link_id)
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row.is_some())
     }
 
     /// A request's history, oldest first.

@@ -6,6 +6,7 @@
 //! `SameSite=Strict` cookie scoped to `/ui`; only `/ui` routes read it, so
 //! the REST API never acts on a cookie a cross-site request could carry.
 
+mod approvals;
 pub mod pages;
 
 use axum::Router;
@@ -39,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/sessions", get(session_list))
         .route("/ui/sessions/{id}", get(session_page))
         .route("/ui/sessions/{id}/export", get(crate::audit::export))
+        .merge(approvals::routes())
 }
 
 /// The token in the sign-in cookie, for `/ui` requests only.
@@ -60,7 +62,7 @@ pub(crate) fn cookie_token(parts: &Parts) -> Option<&str> {
 
 /// A page with the headers every UI page carries: no caching (pages show
 /// audit records), no framing, no scripts, no third-party anything.
-fn html(status: StatusCode, body: Markup) -> Response {
+pub(crate) fn html(status: StatusCode, body: Markup) -> Response {
     let mut r = (status, body.into_string()).into_response();
     let h = r.headers_mut();
     h.insert(
@@ -82,7 +84,7 @@ fn html(status: StatusCode, body: Markup) -> Response {
 }
 
 /// Who may see a page, or where to send someone who may not.
-fn refused(e: &ApiError) -> Response {
+pub(crate) fn refused(e: &ApiError) -> Response {
     match e {
         ApiError::Forbidden(why) => html(StatusCode::FORBIDDEN, pages::message("Not allowed", why)),
         _ => Redirect::to("/ui/login").into_response(),
@@ -231,7 +233,7 @@ async fn session_page(
 }
 
 /// What a store failure may show: its kind, never connection details.
-fn store_error(e: &sluice_control_plane::store::StoreError) -> String {
+pub(crate) fn store_error(e: &sluice_control_plane::store::StoreError) -> String {
     tracing::error!(error = %e, "web UI store error");
     "the store could not be read; see the control plane's log".to_owned()
 }

@@ -16,7 +16,7 @@ pre{margin:0;white-space:pre-wrap;word-break:break-all;font:13px ui-monospace,mo
 .allow{color:#17632a}.deny{color:#a11}.approval{color:#8a5a00}.muted{color:#777}\
 form.filters input{width:9em}nav{margin-bottom:1em}";
 
-fn layout(title: &str, body: &Markup) -> Markup {
+pub(crate) fn layout(title: &str, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -28,6 +28,8 @@ fn layout(title: &str, body: &Markup) -> Markup {
             body {
                 nav {
                     a href="/ui/sessions" { "Sessions" }
+                    " · "
+                    a href="/ui/approvals" { "Approvals" }
                     " · "
                     form method="post" action="/ui/logout" style="display:inline" {
                         button type="submit" { "Sign out" }

@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions panic on failure too; that is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals_ui;
 mod audit;
 mod auth;
 mod changes;
