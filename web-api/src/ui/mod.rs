@@ -19,6 +19,7 @@ use maud::Markup;
 use serde::Deserialize;
 use sluice_control_plane::audit::online;
 use sluice_control_plane::audit::seal::public_key_b64;
+use sluice_identity::Role;
 
 use crate::AppState;
 use crate::auth::{AuditorOrAdmin, Caller};
@@ -103,16 +104,27 @@ pub(crate) struct LoginForm {
 
 async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
     let token = f.token.trim();
-    let valid = !token.is_empty()
-        && token.bytes().all(|b| b.is_ascii_graphic())
-        && crate::auth::authenticate(&s, token).await.is_ok();
-    if !valid {
+    let identity = if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) {
+        crate::auth::authenticate(&s, token).await.ok()
+    } else {
+        None
+    };
+    let Some(identity) = identity else {
         return html(
             StatusCode::UNAUTHORIZED,
             pages::login(Some("That token or API key was not accepted.")),
         );
-    }
-    let mut r = Redirect::to("/ui/sessions").into_response();
+    };
+    // Approvers who may not read sessions land on their queue.
+    let reads_sessions = [Role::Auditor, Role::Admin]
+        .iter()
+        .any(|r| identity.has_role(*r));
+    let home = if reads_sessions {
+        "/ui/sessions"
+    } else {
+        "/ui/approvals"
+    };
+    let mut r = Redirect::to(home).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path=/ui; HttpOnly; Secure; SameSite=Strict"
     )) {

@@ -136,6 +136,17 @@ async fn an_auditor_signs_in_and_reads_sessions_as_escaped_html() {
 async fn an_approver_may_sign_in_but_not_read_sessions() {
     let api = Api::sqlite().await;
     let approver = api.token("pat", &[Role::Approver]);
+    let resp = no_redirects()
+        .post(format!("{}/ui/login", api.base))
+        .form(&[("token", approver.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/ui/approvals",
+        "approvers land on their queue"
+    );
     let (status, cookie) = sign_in(&api, &approver).await;
     assert_eq!(status, 303);
     let cookie = cookie.unwrap().split(';').next().unwrap().to_owned();
