@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 N="${1:-200}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p sluice --bin sluice
-SLUICE_BIN="$TARGET/release/sluice" cargo run --release -q -p sluice-e2e --example approval_bench -- "$N"
+SLUICE_BIN="$(cd "$TARGET" && pwd)/release/sluice" cargo run --release -q -p sluice-e2e --example approval_bench -- "$N"
