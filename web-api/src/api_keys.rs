@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
-use sluice_control_plane::audit::changes::Change;
 use sluice_control_plane::store::{API_KEY_PREFIX, ApiKey};
 use sluice_identity::{Identity, PrincipalKind, Role};
 use utoipa::ToSchema;
@@ -101,14 +100,13 @@ pub(crate) async fn create(
             .create_api_key(name, role_name(body.role), &caller.identity.name)
             .await?;
     tracing::info!(api_key = %created.record.id, role = %created.record.role, by = %caller.identity.name, "API key created");
-    s.cp.record_change(Change {
-        actor: &caller.identity.name,
-        action: "created",
-        resource: "api_key",
-        name: &created.record.id,
-        version: 0,
-        document: None,
-    })
+    crate::record_change(
+        &s,
+        &caller.identity,
+        "created",
+        "api_key",
+        &created.record.id,
+    )
     .await;
     Ok((
         StatusCode::CREATED,
@@ -144,15 +142,7 @@ pub(crate) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     if s.cp.store.revoke_api_key(&id).await? {
         tracing::info!(api_key = %id, by = %caller.identity.name, "API key revoked");
-        s.cp.record_change(Change {
-            actor: &caller.identity.name,
-            action: "revoked",
-            resource: "api_key",
-            name: &id,
-            version: 0,
-            document: None,
-        })
-        .await;
+        crate::record_change(&s, &caller.identity, "revoked", "api_key", &id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no live API key {id:?}")))

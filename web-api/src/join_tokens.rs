@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
-use sluice_control_plane::audit::changes::Change;
 use sluice_control_plane::store::JoinToken;
 use utoipa::ToSchema;
 
@@ -93,14 +92,13 @@ pub(crate) async fn create(
     }
     let created = s.cp.store.create_join_token(name).await?;
     tracing::info!(join_token = %created.record.id, by = %caller.identity.name, "join token created");
-    s.cp.record_change(Change {
-        actor: &caller.identity.name,
-        action: "created",
-        resource: "join_token",
-        name: &created.record.id,
-        version: 0,
-        document: None,
-    })
+    crate::record_change(
+        &s,
+        &caller.identity,
+        "created",
+        "join_token",
+        &created.record.id,
+    )
     .await;
     Ok((
         StatusCode::CREATED,
@@ -141,15 +139,7 @@ pub(crate) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     if s.cp.store.revoke_join_token(&id).await? {
         tracing::info!(join_token = %id, by = %caller.identity.name, "join token revoked");
-        s.cp.record_change(Change {
-            actor: &caller.identity.name,
-            action: "revoked",
-            resource: "join_token",
-            name: &id,
-            version: 0,
-            document: None,
-        })
-        .await;
+        crate::record_change(&s, &caller.identity, "revoked", "join_token", &id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no live join token {id:?}")))

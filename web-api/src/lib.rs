@@ -45,6 +45,26 @@ use utoipa::{OpenApi as _, ToSchema};
 
 pub use error::ApiError;
 
+/// Records a change an administrator made through the API (no versioned
+/// document involved) in the audit trail.
+pub(crate) async fn record_change(
+    s: &AppState,
+    caller: &sluice_identity::Identity,
+    action: &str,
+    resource: &str,
+    name: &str,
+) {
+    s.cp.record_change(sluice_control_plane::audit::changes::Change {
+        actor: &caller.name,
+        action,
+        resource,
+        name,
+        version: 0,
+        document: None,
+    })
+    .await;
+}
+
 /// What every handler shares; built once per router.
 #[derive(Clone)]
 pub struct AppState {

@@ -3,7 +3,6 @@
 //! short-lived tokens at `/oauth/token`, and admins can issue, list and
 //! revoke its tokens here.
 
-use sluice_control_plane::audit::changes::Change;
 use std::time::Duration;
 
 use axum::Router;
@@ -167,14 +166,13 @@ pub(crate) async fn create(
     let new = body.validate(&caller.identity.name)?;
     let created = s.cp.store.create_service_account(new).await?;
     tracing::info!(account = %created.account.name, by = %caller.identity.name, "service account created");
-    s.cp.record_change(Change {
-        actor: &caller.identity.name,
-        action: "created",
-        resource: "service_account",
-        name: &created.account.name,
-        version: 0,
-        document: None,
-    })
+    crate::record_change(
+        &s,
+        &caller.identity,
+        "created",
+        "service_account",
+        &created.account.name,
+    )
     .await;
     Ok((
         StatusCode::CREATED,
@@ -233,15 +231,7 @@ pub(crate) async fn disable(
 ) -> Result<StatusCode, ApiError> {
     if s.cp.disable_service_account(&name).await? {
         tracing::info!(account = %name, by = %caller.identity.name, "service account disabled");
-        s.cp.record_change(Change {
-            actor: &caller.identity.name,
-            action: "disabled",
-            resource: "service_account",
-            name: &name,
-            version: 0,
-            document: None,
-        })
-        .await;
+        crate::record_change(&s, &caller.identity, "disabled", "service_account", &name).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -330,15 +320,7 @@ pub(crate) async fn issue_token(
     let issued =
         s.cp.issue_account_token(&account, ttl, &caller.identity.name)
             .await?;
-    s.cp.record_change(Change {
-        actor: &caller.identity.name,
-        action: "issued",
-        resource: "token",
-        name: &issued.token_id,
-        version: 0,
-        document: None,
-    })
-    .await;
+    crate::record_change(&s, &caller.identity, "issued", "token", &issued.token_id).await;
     let expires_us = i64::try_from(issued.expires_at)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
@@ -386,15 +368,7 @@ pub(crate) async fn revoke_token(
     let account = find(&s, &name).await?;
     if s.cp.revoke_account_token(&account, &id).await? {
         tracing::info!(account = %name, token_id = %id, by = %caller.identity.name, "token revoked");
-        s.cp.record_change(Change {
-            actor: &caller.identity.name,
-            action: "revoked",
-            resource: "token",
-            name: &id,
-            version: 0,
-            document: None,
-        })
-        .await;
+        crate::record_change(&s, &caller.identity, "revoked", "token", &id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use sluice_control_plane::audit::changes::Change;
 use sluice_control_plane::secrets::{self, SecretError, Stored};
 use sluice_control_plane::store::Target;
 use sluice_control_plane::targets::{Credential, LoginSpec, TargetError, TargetSpec};
@@ -318,15 +317,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TargetView>), ApiError> {
     let target = s.cp.create_target(body.validate()?).await?;
     tracing::info!(target_name = %target.name, by = %caller.identity.name, "target created");
-    s.cp.record_change(Change {
-        actor: &caller.identity.name,
-        action: "created",
-        resource: "target",
-        name: &target.name,
-        version: 0,
-        document: None,
-    })
-    .await;
+    crate::record_change(&s, &caller.identity, "created", "target", &target.name).await;
     Ok((StatusCode::CREATED, Json(target.into())))
 }
 
@@ -362,15 +353,7 @@ pub(crate) async fn remove(
 ) -> Result<StatusCode, ApiError> {
     if s.cp.delete_target(&name).await? {
         tracing::info!(target_name = %name, by = %caller.identity.name, "target deleted");
-        s.cp.record_change(Change {
-            actor: &caller.identity.name,
-            action: "deleted",
-            resource: "target",
-            name: &name,
-            version: 0,
-            document: None,
-        })
-        .await;
+        crate::record_change(&s, &caller.identity, "deleted", "target", &name).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no target named {name:?}")))

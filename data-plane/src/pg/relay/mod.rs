@@ -16,6 +16,7 @@ pub mod tracker;
 use std::sync::Mutex;
 
 use bytes::BytesMut;
+use sluice_policy::Verdict;
 use sluice_policy::model::ApprovalMode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
 use tokio::sync::mpsc;
@@ -183,11 +184,14 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
                 terminate = true;
                 break;
             }
-            let needs = match ClientState::approval_needed(&frame, ctx) {
-                Ok(n) => n,
+            let query = match ClientState::decide_query(&frame, ctx) {
+                Ok(q) => q,
                 Err(e) => return End::ClientProtocol(e),
             };
-            if let Some((text, decision)) = needs {
+            if let Some((text, decision)) = query
+                .clone()
+                .filter(|(_, d)| d.verdict == Verdict::Approval)
+            {
                 // Send what came before it now: the answer may take a while.
                 if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
                     return end;
@@ -240,7 +244,7 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
             let Ok(mut t) = tracker.lock() else {
                 return End::UpstreamLost("tracker poisoned".to_owned());
             };
-            if let Err(e) = state.on_client(&frame, &mut t, ctx, &mut out) {
+            if let Err(e) = state.on_client(&frame, query, &mut t, ctx, &mut out) {
                 return End::ClientProtocol(e);
             }
         }

@@ -39,7 +39,7 @@ struct Prepared {
     params: Option<Arc<[sluice_proto::v1::SampleValue]>>,
 }
 
-/// A Query's text and the decision that it needs approval.
+/// A Query's text and its decision.
 pub type NeedsApproval<'f> = (&'f [u8], Arc<Decision>);
 
 /// Per-connection client-side state.
@@ -87,12 +87,13 @@ impl ClientState {
         Ok(())
     }
 
-    /// For a simple-protocol Query that policy says needs approval, its
-    /// decision: the caller asks the control plane before handing the
-    /// message to [`Self::on_answered_query`]. Extended-protocol statements
+    /// A simple-protocol Query's text and decision, decided once here: one
+    /// that needs approval goes to the control plane before
+    /// [`Self::on_answered_query`]; any other is handed to
+    /// [`Self::on_client`] with its decision. Extended-protocol statements
     /// are refused with SL001 by [`Self::on_client`] (their parameters are
     /// bound later, in a separate message).
-    pub fn approval_needed<'f>(
+    pub fn decide_query<'f>(
         frame: &'f Frame,
         ctx: &SessionCtx,
     ) -> Result<Option<NeedsApproval<'f>>, ClientError> {
@@ -100,8 +101,7 @@ impl ClientState {
             return Ok(None);
         }
         let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
-        let decision = ctx.decide(text);
-        Ok((decision.verdict == Verdict::Approval).then_some((text, decision)))
+        Ok(Some((text, ctx.decide(text))))
     }
 
     /// Handles a Query whose approval the control plane answered: forwards
@@ -153,18 +153,29 @@ impl ClientState {
         Ok(())
     }
 
-    /// Handles one client message: appends what to forward to `out`.
+    /// Handles one client message: appends what to forward to `out`. A
+    /// Query's decision may be given when the caller has already taken it.
     pub fn on_client(
         &mut self,
         frame: &Frame,
+        query: Option<NeedsApproval<'_>>,
         tracker: &mut Tracker,
         ctx: &SessionCtx,
         out: &mut BytesMut,
     ) -> Result<(), ClientError> {
         match frame.tag() {
             b'Q' => {
-                let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
-                let mut exec = decided(ctx, text, Protocol::Simple);
+                let mut exec = match query {
+                    Some((text, decision)) => Exec::new(
+                        String::from_utf8_lossy(text).into(),
+                        decision,
+                        Protocol::Simple,
+                    ),
+                    None => {
+                        let text = frontend::query(frame.body()).map_err(|e| malformed(&e))?;
+                        decided(ctx, text, Protocol::Simple)
+                    }
+                };
                 if exec.decision.verdict == Verdict::Allow
                     && let Err(e) = self.intend(ctx, &exec)
                 {
