@@ -43,6 +43,9 @@ struct Detector {
     name: String,
     regex: Regex,
     check: Check,
+    /// What any match of a built-in needs to find in the value's bytes;
+    /// `None` for custom patterns, which are always run.
+    needs: Option<fn(&Profile) -> bool>,
 }
 
 /// Largest compiled size of one custom pattern, so a policy cannot make the
@@ -63,44 +66,60 @@ pub struct Hit {
     pub detector: usize,
 }
 
-fn builtin(kind: DetectorKind) -> (&'static str, &'static str, Check) {
+type Builtin = (&'static str, &'static str, Check, fn(&Profile) -> bool);
+
+fn builtin(kind: DetectorKind) -> Builtin {
     match kind {
         DetectorKind::Email => (
             "email",
             r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
             Check::None,
+            |p| p.at && p.dots >= 1,
         ),
-        DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn),
-        DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None),
+        DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn, |p| {
+            p.digits >= 13
+        }),
+        DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None, |p| {
+            p.digits >= 9
+        }),
         DetectorKind::Phone => (
             "phone",
             r"(?:\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){2,4}\b|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b|\b\d{3}[.\-]\d{3}[.\-]\d{4}\b)",
             Check::None,
+            // With a country code at least 6 digits, without it 10.
+            |p| p.digits >= 10 || (p.plus && p.digits >= 6),
         ),
         DetectorKind::Iban => (
             "iban",
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
             Check::Iban,
+            |p| p.upper_upper_digit_digit,
         ),
         DetectorKind::AwsAccessKey => (
             "aws_access_key",
             r"(?i)\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
             Check::None,
+            |p| p.longest_alnum >= 20,
         ),
         DetectorKind::Jwt => (
             "jwt",
             r"(?i)\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
             Check::None,
+            |p| p.dots >= 2 && p.longest_word >= 4,
         ),
         DetectorKind::PrivateKey => (
             "private_key",
             r"(?s)-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\z)",
             Check::None,
+            |p| p.longest_dashes >= 5,
         ),
         DetectorKind::SecretKey => (
             "secret_key",
             r"(?i)(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_|whsec_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abposr]-|glpat-|npm_|AIza)[A-Za-z0-9_\-]{6,}",
             Check::None,
+            // Every prefix starts with a letter; the shortest has 4
+            // characters, all of the run's class.
+            |p| p.longest_word >= 10,
         ),
     }
 }
@@ -116,13 +135,14 @@ impl Detectors {
         kinds.dedup();
         let mut detectors = Vec::new();
         for k in kinds {
-            let (name, pattern, check) = builtin(k);
+            let (name, pattern, check, needs) = builtin(k);
             #[allow(clippy::expect_used)]
             let regex = Regex::new(pattern).expect("built-in detector patterns compile");
             detectors.push(Detector {
                 name: name.to_owned(),
                 regex,
                 check,
+                needs: Some(needs),
             });
         }
         for (index, c) in custom.iter().enumerate() {
@@ -144,6 +164,7 @@ impl Detectors {
                 name: c.name.clone(),
                 regex,
                 check: Check::None,
+                needs: None,
             });
         }
         let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str())).map_err(|e| {
@@ -175,9 +196,14 @@ impl Detectors {
     /// when nothing was found (the value goes out unchanged). `hits` gets one
     /// entry per replaced span.
     pub fn scrub(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
-        if self.detectors.is_empty() {
+        if self.detectors.is_empty() || !self.may_match(value) {
             return None;
         }
+        self.scan(value, hits)
+    }
+
+    /// [`Self::scrub`] without the prefilter.
+    fn scan(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
         let matched = self.set.matches(value);
         if !matched.matched_any() {
             return None;
@@ -216,6 +242,88 @@ impl Detectors {
         }
         out.extend_from_slice(&value[at..]);
         Some(out)
+    }
+}
+
+impl Detectors {
+    /// Whether any detector could match `value`, from one cheap pass over
+    /// its bytes: most values (names, dates, amounts, ids) lack what every
+    /// built-in pattern needs, and skip the regex scan altogether.
+    fn may_match(&self, value: &[u8]) -> bool {
+        let Some(p) = Profile::of(value) else {
+            return true;
+        };
+        self.detectors
+            .iter()
+            .any(|d| d.needs.is_none_or(|needs| needs(&p)))
+    }
+}
+
+/// What a value's ASCII bytes hold, as far as the built-in patterns care.
+/// Every field is a necessary condition of some pattern, so a detector
+/// whose condition fails cannot match.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Profile {
+    digits: usize,
+    dots: usize,
+    at: bool,
+    plus: bool,
+    /// Two upper-case letters followed by two digits (an IBAN's head).
+    upper_upper_digit_digit: bool,
+    /// Longest run of `[A-Za-z0-9]`.
+    longest_alnum: usize,
+    /// Longest run of `[A-Za-z0-9_-]` that starts with a letter.
+    longest_word: usize,
+    longest_dashes: usize,
+}
+
+impl Profile {
+    /// `None` when the value holds a non-ASCII byte: Unicode digits and
+    /// case folding widen what the patterns match, so such values are
+    /// always scanned.
+    fn of(value: &[u8]) -> Option<Self> {
+        let mut p = Self::default();
+        let (mut alnum, mut word, mut dashes) = (0usize, 0usize, 0usize);
+        // The classes of the last two bytes: 1 upper-case letter, 2 digit.
+        let (mut prev2, mut prev1, mut prev0) = (0u8, 0u8, 0u8);
+        for &b in value {
+            if !b.is_ascii() {
+                return None;
+            }
+            let class = if b.is_ascii_uppercase() {
+                1
+            } else if b.is_ascii_digit() {
+                p.digits += 1;
+                2
+            } else {
+                0
+            };
+            if class == 2 && prev0 == 2 && prev1 == 1 && prev2 == 1 {
+                p.upper_upper_digit_digit = true;
+            }
+            (prev2, prev1, prev0) = (prev1, prev0, class);
+            match b {
+                b'.' => p.dots += 1,
+                b'@' => p.at = true,
+                b'+' => p.plus = true,
+                _ => {}
+            }
+            alnum = if b.is_ascii_alphanumeric() {
+                alnum + 1
+            } else {
+                0
+            };
+            word = if word > 0 && (b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                word + 1
+            } else {
+                usize::from(b.is_ascii_alphabetic())
+            };
+            dashes = if b == b'-' { dashes + 1 } else { 0 };
+            p.longest_alnum = p.longest_alnum.max(alnum);
+            p.longest_word = p.longest_word.max(word);
+            p.longest_dashes = p.longest_dashes.max(dashes);
+        }
+        Some(p)
     }
 }
 
@@ -271,6 +379,7 @@ pub fn iban(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     const ALL: [DetectorKind; 9] = [
         DetectorKind::Email,
@@ -398,6 +507,67 @@ mod tests {
             Detectors::new(&[], &[c("a*")]),
             Err(DetectError::Empty { .. })
         ));
+    }
+
+    fn prefilter_agrees(d: &Detectors, v: &[u8]) {
+        let (mut h1, mut h2) = (Vec::new(), Vec::new());
+        assert_eq!(
+            d.scrub(v, &mut h1),
+            d.scan(v, &mut h2),
+            "{:?}",
+            String::from_utf8_lossy(v)
+        );
+        assert_eq!(h1, h2);
+    }
+
+    #[test]
+    fn the_prefilter_skips_plain_values_and_keeps_every_finding() {
+        let d = all();
+        for v in [
+            "Alice Wonder",
+            "paid 120.50",
+            "2026-01-10",
+            "order 12345, id 7",
+        ] {
+            assert!(!d.may_match(v.as_bytes()), "{v}");
+        }
+        for v in ["x@y.io", "AB12", "ghp_abcdef", "Zoë 123-45-6789"] {
+            assert!(d.may_match(v.as_bytes()), "{v}");
+        }
+        for v in [
+            "mail bob.backup@corpmail.example now",
+            "card 4111 1111 1111 1111 ok",
+            "ssn 123-45-6789.",
+            "call +41-44-555-0199 today",
+            "iban GB82 WEST 1234 5698 7654 32 ok",
+            "key akiaz7qx4example9plm",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc",
+            "xoxb-1234567890-abc",
+            "ssn \u{661}\u{662}\u{663}-45-6789",
+        ] {
+            prefilter_agrees(&d, v.as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_prefilter_never_changes_a_result(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "4111 1111 1111 1111", "123-45-6789", "x@y.io", "GB82 WEST 1234 5698 7654 32",
+                        "AKIAZ7QX4EXAMPLE9PLM", "eyJa.eyJb.c", "-----BEGIN PRIVATE KEY-----",
+                        "sk_live_abcdef", "+41-44-555-0199", "(202) 555-0143", "\u{663}", "é",
+                    ]).prop_map(|s| s.as_bytes().to_vec()),
+                    "[0-9A-Za-z .@_+()\\-]{0,12}".prop_map(String::into_bytes),
+                    proptest::num::u8::ANY.prop_map(|b| vec![b]),
+                ],
+                0..8,
+            ),
+        ) {
+            static ALL_DETECTORS: std::sync::LazyLock<Detectors> = std::sync::LazyLock::new(all);
+            prefilter_agrees(&ALL_DETECTORS, &pieces.concat());
+        }
     }
 
     #[test]
