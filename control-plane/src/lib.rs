@@ -10,6 +10,7 @@ pub mod audit;
 pub mod bus;
 pub mod config;
 mod control_plane;
+pub mod grants;
 pub mod identities;
 pub mod node_service;
 pub mod oidc;

@@ -19,6 +19,7 @@ pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot
     let targets = store.list_targets().await?;
     let policies = store.list_policies().await?;
     let revoked_token_ids = store.revoked_token_ids().await?;
+    let grants = store.live_grants(sluice_common::unix_us()).await?;
     Ok(v1::Snapshot {
         version,
         issued_at_unix_ms: sluice_common::unix_ms(),
@@ -33,6 +34,16 @@ pub async fn build(store: &Store, trust: &v1::TokenTrust) -> Result<v1::Snapshot
             })
             .collect(),
         revoked_token_ids,
+        grants: grants
+            .into_iter()
+            .map(|g| v1::Grant {
+                id: g.id,
+                identity: g.identity,
+                target: g.target,
+                scope: g.scope,
+                expires_at_unix_us: g.expires_at.unwrap_or(0),
+            })
+            .collect(),
     })
 }
 

@@ -241,6 +241,14 @@ fn check_approval(a: &crate::model::ApprovalDoc) -> Result<(), PolicyError> {
             "must be more than zero and at most 7 days",
         ));
     }
+    if a.grants.max_duration.is_zero()
+        || a.grants.max_duration > std::time::Duration::from_secs(30 * 24 * 3600)
+    {
+        return Err(err(
+            "approval.grants.max_duration",
+            "must be more than zero and at most 30 days",
+        ));
+    }
     for (i, g) in a.approvers.iter().enumerate() {
         if g.is_empty() || g.len() > 200 {
             return Err(err(

@@ -9,12 +9,14 @@
 //! - [`engine`] decides: every applicable policy must allow, and within a
 //!   policy the most restrictive matching rule wins.
 //! - [`mask`] says which result values are masked, and how.
+//! - [`grants`] says whether an access grant covers a statement.
 
 pub mod cache;
 pub mod classify;
 pub mod compile;
 mod decision;
 pub mod engine;
+pub mod grants;
 pub mod lexer;
 pub mod mask;
 pub mod model;

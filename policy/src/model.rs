@@ -189,6 +189,37 @@ pub struct ApprovalDoc {
     /// Distinct approvals needed before the statement may run (N of M).
     #[serde(default = "one")]
     pub required: u32,
+    /// Time-boxed access grants: whether identities may ask for one, and
+    /// for how long at most.
+    #[serde(default)]
+    pub grants: GrantsDoc,
+}
+
+/// Access grant settings. Grants are off unless a policy turns them on:
+/// a grant lifts per-statement approval for a while, which an admin must
+/// choose knowingly.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsDoc {
+    /// Whether identities governed by this policy may request grants.
+    #[serde(default)]
+    pub allowed: bool,
+    /// The longest grant an identity may request.
+    #[serde(default = "four_hours", with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+fn four_hours() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+
+impl Default for GrantsDoc {
+    fn default() -> Self {
+        Self {
+            allowed: false,
+            max_duration: four_hours(),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -206,6 +237,7 @@ impl Default for ApprovalDoc {
             expires_after: fifteen_minutes(),
             approvers: Vec::new(),
             required: one(),
+            grants: GrantsDoc::default(),
         }
     }
 }

@@ -18,6 +18,9 @@ use crate::error::ApiError;
 pub trait RoleSet: Send + Sync + 'static {
     /// The caller needs at least one of these.
     const ANY_OF: &'static [Role];
+    /// Any verified identity is admitted, whatever its roles (the handler
+    /// then limits what it sees to its own).
+    const ANY_IDENTITY: bool = false;
 }
 
 /// Only administrators: everything that changes or reveals configuration.
@@ -44,6 +47,16 @@ pub struct ApproverOrAdmin;
 
 impl RoleSet for ApproverOrAdmin {
     const ANY_OF: &'static [Role] = &[Role::Approver, Role::Admin];
+}
+
+/// Any verified identity, agents included: requesting, reading and
+/// revoking one's own access grants. Documented as the pseudo-role `any`.
+#[derive(Debug)]
+pub struct AnyIdentity;
+
+impl RoleSet for AnyIdentity {
+    const ANY_OF: &'static [Role] = &[];
+    const ANY_IDENTITY: bool = true;
 }
 
 /// A caller whose bearer token verified and who holds one of `R`'s roles.
@@ -73,7 +86,7 @@ impl<R: RoleSet> FromRequestParts<AppState> for Caller<R> {
             record_refusal(state, parts, token, e);
         })?;
         tracing::Span::current().record("identity", tracing::field::display(&identity.name));
-        if !R::ANY_OF.iter().any(|role| identity.has_role(*role)) {
+        if !R::ANY_IDENTITY && !R::ANY_OF.iter().any(|role| identity.has_role(*role)) {
             let names: Vec<&str> = R::ANY_OF.iter().map(|r| role_name(*r)).collect();
             return Err(ApiError::Forbidden(format!(
                 "this endpoint needs the role {}",

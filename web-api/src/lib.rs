@@ -16,6 +16,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod grants;
 pub mod join_tokens;
 pub mod nodes;
 pub mod oauth;
@@ -126,6 +127,7 @@ pub fn router(cp: ControlPlane, ready: Readiness) -> Router {
         .merge(service_accounts::routes())
         .merge(api_keys::routes())
         .merge(approvals::routes())
+        .merge(grants::routes())
         .merge(slack::routes())
         .merge(approval_email::routes())
         .merge(oauth::routes())

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
 use crate::{
-    api_keys, approvals, audit, auth, events, join_tokens, nodes, oauth, policies,
+    api_keys, approvals, audit, auth, events, grants, join_tokens, nodes, oauth, policies,
     service_accounts, sessions, targets,
 };
 
@@ -36,6 +36,7 @@ use crate::{
         service_accounts::issue_token, service_accounts::list_tokens, service_accounts::revoke_token,
         api_keys::create, api_keys::list, api_keys::revoke,
         approvals::list, approvals::show, approvals::approve, approvals::deny,
+        grants::list, grants::create, grants::show, grants::approve, grants::deny, grants::revoke,
         oauth::token,
         auth::jwks,
     ),
@@ -50,6 +51,7 @@ use crate::{
         (name = "join-tokens", description = "Credentials nodes use to join"),
         (name = "identities", description = "Service accounts for agents and automation, their tokens, and API keys"),
         (name = "approvals", description = "Statements waiting for a human's decision"),
+        (name = "grants", description = "Time-boxed access grants: per-statement approval lifted for a while (security role `any`: every verified identity)"),
         (name = "auth", description = "Token verification keys and the OAuth2 token endpoint"),
     )
 )]

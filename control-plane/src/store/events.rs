@@ -546,7 +546,7 @@ impl Store {
                     EventKind::ApprovalDecision { state, .. }
                         if matches!(
                             state.as_str(),
-                            "denied" | "expired" | "cancelled" | "consumed"
+                            "denied" | "expired" | "cancelled" | "consumed" | "revoked"
                         ) =>
                     {
                         Some(format!("approval {state}"))

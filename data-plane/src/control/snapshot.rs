@@ -47,6 +47,9 @@ pub struct NodeSnapshot {
     pub policies: Result<PolicySet, String>,
     /// Ids of revoked, unexpired tokens, sorted.
     pub revoked_token_ids: Vec<String>,
+    /// Approved access grants; each one's expiry is checked on every
+    /// statement against the node's clock.
+    pub grants: Vec<sluice_policy::grants::Grant>,
 }
 
 impl NodeSnapshot {
@@ -83,6 +86,17 @@ impl NodeSnapshot {
             .collect::<Result<Vec<_>, _>>()
             .map(PolicySet::new)
             .inspect_err(|e| tracing::error!(error = %e, "snapshot carries a policy that does not compile; refusing all statements"));
+        let grants = s
+            .grants
+            .into_iter()
+            .map(|g| sluice_policy::grants::Grant {
+                scope: (!g.scope.is_empty()).then_some(g.scope),
+                id: g.id,
+                identity: g.identity,
+                target: g.target,
+                expires_at: g.expires_at_unix_us,
+            })
+            .collect();
         let mut revoked_token_ids = s.revoked_token_ids;
         revoked_token_ids.sort_unstable();
         let targets = s
@@ -98,6 +112,7 @@ impl NodeSnapshot {
             external,
             policies,
             revoked_token_ids,
+            grants,
         }
     }
 }

@@ -36,6 +36,11 @@ async fn openapi_document_describes_the_api() {
         ("/api/v1/service-accounts/{name}/tokens/{id}", &["delete"]),
         ("/api/v1/api-keys", &["get", "post"]),
         ("/api/v1/api-keys/{id}", &["delete"]),
+        ("/api/v1/grants", &["get", "post"]),
+        ("/api/v1/grants/{id}", &["get"]),
+        ("/api/v1/grants/{id}/approve", &["post"]),
+        ("/api/v1/grants/{id}/deny", &["post"]),
+        ("/api/v1/grants/{id}/revoke", &["post"]),
         ("/oauth/token", &["post"]),
         ("/.well-known/jwks.json", &["get"]),
     ];
@@ -72,7 +77,7 @@ async fn openapi_document_describes_the_api() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), count, "operationIds are unique");
-    assert_eq!(count, 38, "one operationId per operation");
+    assert_eq!(count, 44, "one operationId per operation");
     assert!(
         paths["/.well-known/jwks.json"]["get"]
             .get("security")

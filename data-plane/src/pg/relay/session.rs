@@ -165,9 +165,11 @@ const APPROVAL_ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// What becomes of a statement that needs approval.
 #[derive(Debug)]
 pub enum ApprovalAnswer {
-    /// Approved for exactly these bytes: run it once.
+    /// Approved for exactly these bytes (run it once), or covered by an
+    /// access grant.
     Run {
-        /// The approval it runs under.
+        /// The approval request or access grant it runs under, named in its
+        /// audit record.
         approval_id: Arc<str>,
     },
     /// Not (yet) approved: refuse it with this error.
@@ -252,6 +254,25 @@ impl SessionCtx {
         }
     }
 
+    /// The approved access grant that lets this session run a statement
+    /// decided as `decision` now without a per-statement approval, checked
+    /// against the node's clock (a grant past its expiry never applies, even
+    /// before a new snapshot drops it).
+    fn covering_grant(&self, decision: &Decision) -> Option<ApprovalAnswer> {
+        let snapshot = self.snapshot.usable().ok()?;
+        let g = sluice_policy::grants::covering(
+            &snapshot.grants,
+            &self.identity.name,
+            &self.target,
+            decision,
+            sluice_common::unix_us(),
+        )?;
+        tracing::info!(grant_id = %g.id, "statement runs under an access grant");
+        Some(ApprovalAnswer::Run {
+            approval_id: Arc::from(g.id.as_str()),
+        })
+    }
+
     /// Asks the control plane about a statement `decision` says needs
     /// approval, bound to its exact bytes (and parameters), this identity
     /// and this target; waits for the answer. Fails closed: anything but an
@@ -262,6 +283,9 @@ impl SessionCtx {
         params: &[Option<&[u8]>],
         decision: &Decision,
     ) -> ApprovalAnswer {
+        if let Some(granted) = self.covering_grant(decision) {
+            return granted;
+        }
         let lead = lead(decision);
         let Some(approvals) = &self.approvals else {
             return unavailable(&lead, Unavailable::Disconnected);
@@ -311,6 +335,9 @@ impl SessionCtx {
     where
         G: std::future::Future<Output = Withdrawal>,
     {
+        if let Some(granted) = self.covering_grant(decision) {
+            return Held::Answer(granted);
+        }
         let lead = lead(decision);
         let Some(approvals) = &self.approvals else {
             return Held::Answer(unavailable(&lead, Unavailable::Disconnected));
