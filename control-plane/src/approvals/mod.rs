@@ -64,9 +64,11 @@ pub enum EmailLinkError {
     Approval(#[from] ApprovalError),
 }
 
-fn refused_link(e: &EmailLinkError) {
-    tracing::warn!(error = %e, "email approval link refused");
-    metrics::counter!("sluice_approval_email_refusals_total").increment(1);
+/// The longest claimed id or name an `approval_refused` record keeps.
+const MAX_CLAIMED: usize = 128;
+
+fn bounded(s: &str) -> String {
+    s.chars().take(MAX_CLAIMED).collect()
 }
 
 /// How often a vote is retried when another write raced it.
@@ -530,7 +532,7 @@ impl ControlPlane {
     ) -> Result<(email::LinkClaims, Approval), EmailLinkError> {
         let r = self.check_email_link(token).await;
         if let Err(e) = &r {
-            refused_link(e);
+            self.refused_link(token, e).await;
         }
         r
     }
@@ -574,7 +576,7 @@ impl ControlPlane {
     ) -> Result<Approval, EmailLinkError> {
         let r = self.email_vote_inner(token, action, reason).await;
         if let Err(e) = &r {
-            refused_link(e);
+            self.refused_link(token, e).await;
         }
         r
     }
@@ -615,6 +617,38 @@ impl ControlPlane {
         Ok(self
             .vote(&claims.approval_id, &who, action, Channel::Email, reason)
             .await?)
+    }
+
+    /// Logs, counts and records (as an `approval_refused` event) a refused
+    /// email link: who it named and which request, as claimed, and why. The
+    /// token itself is never recorded.
+    async fn refused_link(&self, token: &str, e: &EmailLinkError) {
+        tracing::warn!(error = %e, "email approval link refused");
+        metrics::counter!("sluice_approval_email_refusals_total").increment(1);
+        if matches!(
+            e,
+            EmailLinkError::NotConfigured
+                | EmailLinkError::Approval(ApprovalError::Store(_) | ApprovalError::Busy)
+        ) {
+            return;
+        }
+        let claims = email::claimed(token);
+        let event = crate::store::StoredEvent {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            seq: 1,
+            at: sluice_common::unix_us(),
+            kind: crate::store::EventKind::ApprovalRefused {
+                approval_id: claims
+                    .as_ref()
+                    .map_or_else(String::new, |c| bounded(&c.approval_id)),
+                actor: claims
+                    .as_ref()
+                    .map_or_else(String::new, |c| bounded(&c.identity)),
+                channel: Channel::Email.as_str().to_owned(),
+                reason: e.to_string(),
+            },
+        };
+        self.record_approval(&[event]).await;
     }
 
     /// Tells every configured webhook endpoint about `a` now in `state`.
