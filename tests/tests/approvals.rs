@@ -534,6 +534,32 @@ async fn an_extended_protocol_statement_is_approved_with_its_parameters() {
     assert_eq!(order_status(&gw, 2).await, "paid");
     let used = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
     assert!(used["consumed_at"].is_string(), "{used}");
+
+    // A portal started under an approval is fetched in parts without
+    // asking again (the server runs its statement once).
+    let mut c = c;
+    set_status(&gw, 2, "paid").await;
+    set_status(&gw, 3, "paid").await;
+    let returning = "UPDATE orders SET status = $1 WHERE id = $2 OR id = $3 RETURNING id";
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx.prepare(returning).await.unwrap();
+    let portal = tx.bind(&stmt, &[&"refunded", &2i32, &3i32]).await.unwrap();
+    let e = tx.query_portal(&portal, 1).await.unwrap_err();
+    let second = approval_id(&refusal(&e).1);
+    tx.rollback().await.unwrap();
+    let (status, body) = api
+        .post(&format!("/api/v1/approvals/{second}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx.prepare(returning).await.unwrap();
+    let portal = tx.bind(&stmt, &[&"refunded", &2i32, &3i32]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    let rest = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (1, 1));
+    tx.commit().await.unwrap();
+    assert_eq!(order_status(&gw, 3).await, "refunded");
 }
 
 #[tokio::test]

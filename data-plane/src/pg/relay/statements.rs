@@ -49,6 +49,10 @@ struct Prepared {
     /// For a portal of a statement that needs approval: what its approval
     /// is bound to (text, types and these bound values).
     approval: Option<Arc<Approvable>>,
+    /// For such a portal: the approval it started running under. Its later
+    /// Executes fetch more of the same run (the server never runs a
+    /// portal's statement twice), so they need no new approval.
+    approved: Option<Arc<str>>,
 }
 
 /// A Query's text and its decision.
@@ -131,6 +135,9 @@ impl ClientState {
         }
         let (portal, _) = frontend::execute(frame.body()).map_err(|e| malformed(&e))?;
         Ok(self.portals.get(portal).and_then(|p| {
+            if p.approved.is_some() {
+                return None;
+            }
             let what = p.approval.clone()?;
             (p.decision.verdict == Verdict::Approval).then(|| (what, p.decision.clone()))
         }))
@@ -156,6 +163,9 @@ impl ClientState {
         };
         match answer {
             ApprovalAnswer::Run { approval_id } => {
+                if let Some(p) = self.portals.get_mut(portal) {
+                    p.approved = Some(approval_id.clone());
+                }
                 exec.approval_id = Some(approval_id);
                 self.intend(ctx, &exec).map_err(|e| {
                     ClientError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, e.to_string())
@@ -190,6 +200,7 @@ impl ClientState {
             ))
         });
         x.params = p.params.clone();
+        x.approval_id.clone_from(&p.approved);
         Some(x)
     }
 
@@ -304,6 +315,7 @@ impl ClientState {
                             params: None,
                             param_types: type_oids(p.param_types).into(),
                             approval: None,
+                            approved: None,
                         });
                     out.extend_from_slice(&frame.raw);
                     tracker.push(Expect::Parse { denial: None });
@@ -333,6 +345,7 @@ impl ClientState {
                             formats: Arc::from(formats),
                             params: Some(params),
                             approval,
+                            approved: None,
                             ..p.clone()
                         };
                         self.portals.insert(portal.to_vec(), portal_entry);
@@ -354,9 +367,10 @@ impl ClientState {
                         Protocol::Extended,
                     )
                 });
-                if exec.decision.verdict != Verdict::Allow {
+                if exec.decision.verdict != Verdict::Allow && exec.approval_id.is_none() {
                     // Only a portal whose Bind could not be read gets here
-                    // without an answer from the control plane: fail closed.
+                    // without an answer from the control plane (or one
+                    // already running under its approval): fail closed.
                     exec.decision = Arc::new(Decision {
                         reason: "the bound parameters could not be read".to_owned(),
                         ..(*exec.decision).clone()
