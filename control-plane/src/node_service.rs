@@ -72,6 +72,9 @@ impl NodeService {
 /// The most events stored in one transaction.
 const MAX_COALESCED: usize = 8192;
 
+/// The most waiting approval requests looked up when a node attaches.
+const MAX_RESYNC: usize = 4096;
+
 type OutStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -161,6 +164,7 @@ impl v1::node_service_server::NodeService for NodeService {
             svc: self.clone(),
             node_id: node.id.clone(),
             sent_version: hello.snapshot_version,
+            waiting: hello.waiting_approvals,
             tx,
         };
         let span = tracing::info_span!("node_stream", node_id = %node.id, node = %node.name);
@@ -174,6 +178,8 @@ struct AttachedNode {
     svc: NodeService,
     node_id: String,
     sent_version: u64,
+    /// The approval requests the node said its sessions wait on.
+    waiting: Vec<String>,
     tx: mpsc::Sender<Result<v1::ControlMessage, Status>>,
 }
 
@@ -184,6 +190,9 @@ impl AttachedNode {
         let mut bus = self.svc.bus.subscribe();
         snapshots.mark_changed();
         let result: Result<(), Status> = async {
+            // Subscribed first: a decision taken meanwhile arrives on the bus
+            // too (twice at worst, which the node ignores).
+            self.resync_approvals().await?;
             loop {
                 tokio::select! {
                     () = self.svc.shutdown.cancelled() => return Err(Status::unavailable("control plane shutting down")),
@@ -226,6 +235,25 @@ impl AttachedNode {
             Ok(()) => tracing::info!("node detached"),
             Err(s) => tracing::warn!(status = %s.message(), "node stream ended"),
         }
+    }
+
+    /// Sends the node every decision it missed while cut off, for the
+    /// requests it said it waits on.
+    async fn resync_approvals(&mut self) -> Result<(), Status> {
+        let waiting = std::mem::take(&mut self.waiting);
+        for request_id in waiting.iter().take(MAX_RESYNC) {
+            match self.svc.cp.missed_decision(&self.node_id, request_id).await {
+                Ok(Some(d)) => {
+                    tracing::info!(approval_id = %d.approval_id, state = %d.state, "approval decision resent on attach");
+                    self.send(Out::ApprovalDecision(d)).await?;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, request_id = %request_id, "cannot read a waiting approval on attach");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn send(&self, kind: Out) -> Result<(), Status> {

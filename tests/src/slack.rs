@@ -1,5 +1,5 @@
 //! A small, faithful stand-in for the Slack Web API: `chat.postMessage`,
-//! `chat.update` and `users.info`, answering like Slack (`{"ok": false,
+//! `chat.update`, `views.open` and `users.info`, answering like Slack (`{"ok": false,
 //! "error": ...}` with HTTP 200 on a bad call), refusing calls without the
 //! bot token as `Authorization: Bearer xoxb-…`, checking the payload shapes
 //! Slack requires, and recording every call for the test to inspect.
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// One call the fake received.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// `chat.postMessage`, `chat.update` or `users.info`.
+    /// `chat.postMessage`, `chat.update`, `views.open` or `users.info`.
     pub method: String,
     /// The JSON body (or, for `users.info`, the query as an object).
     pub body: Value,
@@ -37,6 +37,9 @@ struct Inner {
     calls: Vec<Call>,
     users: HashMap<String, User>,
     next_ts: u64,
+    /// Trigger ids handed out with interactions, and when; each opens one
+    /// view within 3 seconds, as on Slack.
+    triggers: HashMap<String, std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -73,6 +76,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/chat.postMessage", post(post_message))
             .route("/chat.update", post(update))
+            .route("/views.open", post(open_view))
             .route("/users.info", get(users_info))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -91,6 +95,15 @@ impl FakeSlack {
         if let Ok(mut g) = self.fake.inner.lock() {
             g.users.insert(id.to_owned(), user);
         }
+    }
+
+    /// A fresh trigger id, as Slack puts in an interaction payload.
+    pub fn trigger(&self) -> String {
+        let id = format!("1700000000.{}", uuid::Uuid::new_v4().simple());
+        if let Ok(mut g) = self.fake.inner.lock() {
+            g.triggers.insert(id.clone(), std::time::Instant::now());
+        }
+        id
     }
 
     /// Every call so far, in order.
@@ -228,4 +241,75 @@ async fn users_info(
         }})),
         None => axum::Json(json!({"ok": false, "error": "user_not_found"})),
     }
+}
+
+/// How long a trigger id lets a view be opened.
+const TRIGGER_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn plain_text(v: &Value, max: usize) -> bool {
+    v["type"] == "plain_text"
+        && v["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty() && t.chars().count() <= max)
+}
+
+/// A modal as Slack checks it: type, a title of at most 24 characters, a
+/// callback id and private metadata (at most 3000 characters), blocks with
+/// input blocks whose element is a plain text input, and a submit button
+/// once there is an input.
+fn valid_modal(view: &Value) -> bool {
+    let inputs_ok = view["blocks"].as_array().is_some_and(|blocks| {
+        !blocks.is_empty()
+            && blocks.iter().all(|b| {
+                b["type"] == "input"
+                    && b["block_id"].is_string()
+                    && plain_text(&b["label"], 2000)
+                    && b["element"]["type"] == "plain_text_input"
+                    && b["element"]["action_id"].is_string()
+            })
+    });
+    view["type"] == "modal"
+        && plain_text(&view["title"], 24)
+        && plain_text(&view["submit"], 24)
+        && view["callback_id"].as_str().is_some_and(|c| !c.is_empty())
+        && view["private_metadata"]
+            .as_str()
+            .is_some_and(|m| m.chars().count() <= 3000)
+        && inputs_ok
+}
+
+async fn open_view(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::Json<Value> {
+    let checked = authorised(&fake, &headers).and_then(|()| json_body(&headers, &body));
+    let v = match checked {
+        Ok(v) => v,
+        Err(e) => return axum::Json(e),
+    };
+    let Some(trigger) = v["trigger_id"].as_str().filter(|t| !t.is_empty()) else {
+        return axum::Json(json!({"ok": false, "error": "invalid_arguments"}));
+    };
+    let issued = fake
+        .inner
+        .lock()
+        .ok()
+        .and_then(|mut g| g.triggers.remove(trigger));
+    match issued {
+        None => return axum::Json(json!({"ok": false, "error": "invalid_trigger_id"})),
+        Some(at) if at.elapsed() > TRIGGER_LIFETIME => {
+            return axum::Json(json!({"ok": false, "error": "expired_trigger_id"}));
+        }
+        Some(_) => {}
+    }
+    if !valid_modal(&v["view"]) {
+        return axum::Json(json!({"ok": false, "error": "invalid_arguments"}));
+    }
+    let view = v["view"].clone();
+    record(&fake, "views.open", v);
+    axum::Json(
+        json!({"ok": true, "view": {"id": "V0000001", "type": "modal",
+        "callback_id": view["callback_id"], "private_metadata": view["private_metadata"]}}),
+    )
 }

@@ -452,3 +452,174 @@ async fn cancelling_or_disconnecting_withdraws_a_held_statement() {
     .unwrap();
     assert_eq!(order_status(&gw, 2).await, "paid");
 }
+
+/// The refund as an agent's driver sends it: Parse, Bind with the values
+/// (tokio-postgres sends them in binary), Execute, Sync.
+const REFUND_PARAMS: &str = "UPDATE orders SET status = $1 WHERE id = $2";
+
+#[tokio::test]
+async fn an_extended_protocol_statement_is_approved_with_its_parameters() {
+    let gw = reference().await;
+    set_status(&gw, 2, "paid").await;
+    set_status(&gw, 3, "paid").await;
+    let c = gw.connect("approvals-extended").await.unwrap();
+    let e = c
+        .execute(REFUND_PARAMS, &[&"refunded", &2i32])
+        .await
+        .unwrap_err();
+    let (code, message, hint) = refusal(&e);
+    assert_eq!(code, "SL001", "{message}");
+    let id = approval_id(&message);
+    let url = format!("{}/api/v1/approvals/{id}", gw.ready().api_url);
+    assert!(hint.contains(&url), "hint {hint:?} should name {url}");
+    assert_eq!(order_status(&gw, 2).await, "paid", "nothing ran yet");
+    // The refused Execute failed like any failed Execute: the session goes
+    // on, extended protocol included.
+    let seven: i32 = c
+        .query_one("SELECT $1::int4", &[&7i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seven, 7);
+
+    // Approvers see the values the approval is bound to.
+    let api = gw.api();
+    let shown = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
+    let statement = shown["statement"].as_str().unwrap();
+    assert!(statement.starts_with(REFUND_PARAMS), "{statement}");
+    assert!(statement.contains("$1 = 'refunded'"), "{statement}");
+    assert!(statement.contains("$2 = \\x00000002"), "{statement}");
+    // Resending the same values before approval names the same request.
+    let e = c
+        .execute(REFUND_PARAMS, &[&"refunded", &2i32])
+        .await
+        .unwrap_err();
+    assert_eq!(approval_id(&refusal(&e).1), id);
+
+    let (status, body) = api
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // The same text with another value is another statement.
+    let e = c
+        .execute(REFUND_PARAMS, &[&"refunded", &3i32])
+        .await
+        .unwrap_err();
+    let (code, message, _) = refusal(&e);
+    assert_eq!(code, "SL001", "{message}");
+    assert_ne!(approval_id(&message), id);
+    assert_eq!(order_status(&gw, 3).await, "paid");
+
+    // The approved binding runs, once.
+    let n = c
+        .execute(REFUND_PARAMS, &[&"refunded", &2i32])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(order_status(&gw, 2).await, "refunded");
+    set_status(&gw, 2, "paid").await;
+    let e = c
+        .execute(REFUND_PARAMS, &[&"refunded", &2i32])
+        .await
+        .unwrap_err();
+    let (code, message, _) = refusal(&e);
+    assert_eq!(code, "SL001", "{message}");
+    assert_ne!(
+        approval_id(&message),
+        id,
+        "a used approval does not run twice"
+    );
+    assert_eq!(order_status(&gw, 2).await, "paid");
+    let used = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
+    assert!(used["consumed_at"].is_string(), "{used}");
+
+    // A portal started under an approval is fetched in parts without
+    // asking again (the server runs its statement once).
+    let mut c = c;
+    set_status(&gw, 2, "paid").await;
+    set_status(&gw, 3, "paid").await;
+    let returning = "UPDATE orders SET status = $1 WHERE id = $2 OR id = $3 RETURNING id";
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx.prepare(returning).await.unwrap();
+    let portal = tx.bind(&stmt, &[&"refunded", &2i32, &3i32]).await.unwrap();
+    let e = tx.query_portal(&portal, 1).await.unwrap_err();
+    let second = approval_id(&refusal(&e).1);
+    tx.rollback().await.unwrap();
+    let (status, body) = api
+        .post(&format!("/api/v1/approvals/{second}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx.prepare(returning).await.unwrap();
+    let portal = tx.bind(&stmt, &[&"refunded", &2i32, &3i32]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    let rest = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (1, 1));
+    tx.commit().await.unwrap();
+    assert_eq!(order_status(&gw, 3).await, "refunded");
+}
+
+#[tokio::test]
+async fn a_held_extended_protocol_statement_runs_when_approved() {
+    let (gw, _policy) = holding("15m").await;
+    set_status(&gw, 2, "paid").await;
+    let (c, mut messages) = gw
+        .connect_with_messages("approvals-hold-extended")
+        .await
+        .unwrap();
+    let c = std::sync::Arc::new(c);
+    let api = gw.api();
+
+    let running = tokio::spawn({
+        let c = c.clone();
+        async move { c.execute(REFUND_PARAMS, &[&"refunded", &2i32]).await }
+    });
+    let id = held_id(&mut messages).await;
+    assert_eq!(order_status(&gw, 2).await, "paid", "held, not run");
+    let shown = api.get(&format!("/api/v1/approvals/{id}")).await.unwrap();
+    assert_eq!(shown["mode"], "hold");
+    assert!(
+        shown["statement"]
+            .as_str()
+            .unwrap()
+            .contains("$2 = \\x00000002"),
+        "{shown}"
+    );
+    let (status, body) = api
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(running.await.unwrap().unwrap(), 1);
+    assert_eq!(order_status(&gw, 2).await, "refunded");
+
+    // Denied: SL002 at the Execute, nothing runs, and the session goes on.
+    set_status(&gw, 2, "paid").await;
+    let running = tokio::spawn({
+        let c = c.clone();
+        async move { c.execute(REFUND_PARAMS, &[&"refunded", &2i32]).await }
+    });
+    let second = held_id(&mut messages).await;
+    assert_ne!(second, id);
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/approvals/{second}/deny"),
+            &json!({"reason": "wrong order"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (code, message, _) = refusal(&running.await.unwrap().unwrap_err());
+    assert_eq!(code, "SL002", "{message}");
+    assert!(message.contains("wrong order"), "{message}");
+    assert_eq!(order_status(&gw, 2).await, "paid");
+    let seven: i32 = c
+        .query_one("SELECT $1::int4", &[&7i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seven, 7);
+}

@@ -378,3 +378,75 @@ async fn an_expired_link_is_refused() {
         "{a}"
     );
 }
+
+/// The `approval_refused` records so far: (actor, approval id, reason).
+async fn refusals(gw: &Gateway) -> Vec<(String, String, String)> {
+    let api = gw.api();
+    let listed = api.get("/api/v1/sessions?kind=approval").await.unwrap();
+    let mut out = Vec::new();
+    for s in listed["items"].as_array().unwrap() {
+        let reason = s["end_reason"].as_str().unwrap_or_default();
+        if !reason.starts_with("approval_refused") {
+            continue;
+        }
+        for e in api.events(s["id"].as_str().unwrap()).await.unwrap() {
+            assert_eq!(e["kind"], "approval_refused", "{e}");
+            assert_eq!(e["channel"], "email", "{e}");
+            out.push((
+                e["actor"].as_str().unwrap().to_owned(),
+                e["approval_id"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn refused_links_are_recorded_with_who_and_why() {
+    let s = setup("15m").await;
+    let c = s.gw.connect("email-refusals").await.unwrap();
+    let id = approval_id(&c.simple_query(REFUND).await.unwrap_err());
+    let token = token_in(&mail_to(&s.smtp, "bob@example.test", &id).await);
+    assert!(refusals(&s.gw).await.is_empty(), "nothing refused yet");
+
+    // Bob's link altered to vote as alice: refused and recorded under the
+    // claimed name, without the token.
+    let (payload, tag) = token.split_once('.').unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["i"] = Value::from("alice");
+    let forged = format!(
+        "{}.{tag}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let (status, _) = submit(&s.gw, &forged, &[("decision", "approve")]).await;
+    assert_eq!(status, 403);
+    // Bob's own link, used once, then reused.
+    let (status, _) = submit(&s.gw, &token, &[("decision", "approve")]).await;
+    assert_eq!(status, 200);
+    let (status, _) = submit(&s.gw, &token, &[("decision", "approve")]).await;
+    assert_eq!(status, 409);
+    // A link for a request already decided (alice's own, after bob's vote).
+    let alice = token_in(&mail_to(&s.smtp, "alice@example.test", &id).await);
+    let (status, _) = submit(&s.gw, &alice, &[("decision", "approve")]).await;
+    assert_eq!(status, 409);
+
+    let recorded = eventually(Duration::from_secs(10), || async {
+        let r = refusals(&s.gw).await;
+        anyhow::ensure!(r.len() == 3, "{r:?}");
+        Ok(r)
+    })
+    .await
+    .unwrap();
+    let find = |who: &str, why: &str| {
+        recorded
+            .iter()
+            .any(|(actor, a, reason)| actor == who && a == &id && reason.contains(why))
+    };
+    assert!(find("alice", "not valid"), "{recorded:?}");
+    assert!(find("bob", "already used"), "{recorded:?}");
+    assert!(find("alice", "already approved"), "{recorded:?}");
+    let all = format!("{recorded:?}");
+    assert!(!all.contains(tag), "the link's signature is never recorded");
+}

@@ -271,3 +271,98 @@ async fn statements_needing_approval_are_refused_while_the_control_plane_is_unre
         .get(0);
     assert_ne!(status, "refunded");
 }
+
+#[tokio::test]
+async fn a_decision_made_while_the_node_is_cut_off_reaches_it_when_it_reattaches() {
+    let target = TestDb::with_sql(SEED_SQL).await.unwrap();
+    let store = TestDb::create().await.unwrap();
+    let redis =
+        std::env::var("SLUICE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let d = Deployment::new(&Options {
+        store_url: Some(store.url.clone()),
+        redis_url: Some(redis),
+        replicas: 2,
+        poll: Duration::from_secs(3600),
+        max_snapshot_age: Duration::from_secs(300),
+        tls: false,
+    })
+    .unwrap();
+    let mut a = d.start_control_plane(0).await.unwrap();
+    let _b = d.start_control_plane(1).await.unwrap();
+    let admin = d.issue(&["--subject", "admin", "--role", "admin"]).unwrap();
+    let agent = d
+        .issue(&["--subject", "agent", "--kind", "agent", "--group", "agents"])
+        .unwrap();
+    let on_b = d.api(1, &admin);
+    let (status, body) = on_b
+        .post(
+            "/api/v1/policies",
+            &json!({ "source": holding_reference() }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let target_body = json!({
+        "name": "demo", "host": "127.0.0.1", "port": 5432,
+        "database": target.name, "username": "postgres", "tls_mode": "disable",
+    });
+    let (status, body) = on_b.post("/api/v1/targets", &target_body).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let node = d.start_node().await.unwrap();
+    let client = eventually(Duration::from_secs(30), || async {
+        let c = connect(&d.client_config(&agent, "replicas-resync")).await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no session through the node: {e:#}\n{}", node.log()));
+
+    let client = std::sync::Arc::new(client);
+    let held = tokio::spawn({
+        let c = client.clone();
+        async move {
+            c.simple_query("UPDATE orders SET status = 'refunded' WHERE id = 3")
+                .await
+        }
+    });
+    let id = eventually(Duration::from_secs(20), || async {
+        let list = on_b.get("/api/v1/approvals?status=pending").await?;
+        let id = list["items"][0]["id"].as_str().map(str::to_owned);
+        id.ok_or_else(|| anyhow::anyhow!("no pending request yet"))
+    })
+    .await
+    .unwrap();
+
+    // The node's control plane goes away; the decision is taken on B, and
+    // its bus message reaches no replica the node is attached to (A is
+    // gone before the decision is taken).
+    a.kill();
+    assert!(!a.is_running());
+    let (status, body) = on_b
+        .post(
+            &format!("/api/v1/approvals/{id}/approve"),
+            &json!({"reason": "approved while the node was away"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(!held.is_finished(), "nobody could tell the node yet");
+
+    // A comes back; the node reattaches and is told what it missed.
+    let _a = d.start_control_plane(0).await.unwrap();
+    let ran = tokio::time::timeout(Duration::from_secs(60), held)
+        .await
+        .unwrap_or_else(|_| panic!("the held statement never heard\n{}", node.log()));
+    ran.unwrap()
+        .unwrap_or_else(|e| panic!("the held statement failed: {e}\n{}", node.log()));
+    let (direct, conn) = tokio_postgres::connect(&target.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let status: String = direct
+        .query_one("SELECT status FROM orders WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "refunded");
+}

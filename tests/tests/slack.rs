@@ -127,8 +127,21 @@ fn approval_id(e: &tokio_postgres::Error) -> String {
 
 /// The form body Slack sends for a click on `action` by `user`.
 fn click_body(user: &str, action: &str, id: &str) -> String {
+    click_body_with_trigger(user, action, id, "")
+}
+
+fn form(payload: &Value) -> String {
+    format!(
+        "payload={}",
+        url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>()
+    )
+}
+
+/// A click carrying the trigger id Slack hands out with it.
+fn click_body_with_trigger(user: &str, action: &str, id: &str, trigger: &str) -> String {
     let payload = json!({
         "type": "block_actions",
+        "trigger_id": trigger,
         "user": {"id": user, "username": user},
         "actions": [{"action_id": action, "block_id": "sluice_decision", "value": id, "type": "button",
                      "action_ts": format!("{}.000100", now())}],
@@ -148,6 +161,45 @@ fn now() -> i64 {
             .as_secs(),
     )
     .unwrap()
+}
+
+/// The form body Slack sends when `user` submits the Deny modal `view`
+/// (as opened) with `reason` typed in.
+fn submission_body(user: &str, view: &Value, reason: &str) -> String {
+    let block = view["blocks"][0]["block_id"].as_str().unwrap();
+    let action = view["blocks"][0]["element"]["action_id"].as_str().unwrap();
+    form(&json!({
+        "type": "view_submission",
+        "user": {"id": user, "username": user},
+        "view": {
+            "id": "V0000001",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {block: {action: {"type": "plain_text_input", "value": reason}}}},
+        },
+    }))
+}
+
+/// Signs and delivers `body` now; returns the status and the whole answer.
+async fn deliver_signed(gw: &Gateway, body: &str) -> (u16, Value) {
+    let ts = now().to_string();
+    let sig = sign(SIGNING_SECRET, &ts, body.as_bytes());
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/integrations/slack/interactions",
+            gw.ready().api_url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", &ts)
+        .header("x-slack-signature", &sig)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Posts `body` to the interaction endpoint with the given timestamp and
@@ -265,10 +317,10 @@ async fn email_mapped_users_decide_and_approver_groups_bind_every_channel() {
     let c = s.gw.connect("slack-deny").await.unwrap();
     let id = approval_id(&c.simple_query(REFUND).await.unwrap_err());
     posted(&s.slack, &id).await;
-    // Bob is recognised by his confirmed email (users.info) and denies.
-    let (status, text) = click(&s.gw, "U0BOB", "sluice_deny", &id).await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains("denied"), "{text}");
+    // Bob is recognised by his confirmed email (users.info) and denies,
+    // giving his reason in the modal Deny opens.
+    deny_with_reason(&s, "U0BOB", &id, "not during the freeze").await;
+    assert_eq!(state(&s.gw, &id).await["state"], "denied");
     assert!(
         s.slack
             .calls_of("users.info")
@@ -394,4 +446,105 @@ async fn a_slack_approval_after_expiry_is_refused() {
     // The resent statement does not run on the lapsed request.
     let again = approval_id(&c.simple_query(REFUND).await.unwrap_err());
     assert_ne!(again, id);
+}
+
+/// Clicks Deny as `user`, checks the modal that opens, and submits it with
+/// `reason`.
+async fn deny_with_reason(s: &Setup, user: &str, id: &str, reason: &str) {
+    let before = s.slack.calls_of("views.open").len();
+    let trigger = s.slack.trigger();
+    let body = click_body_with_trigger(user, "sluice_deny", id, &trigger);
+    let (status, answer) = deliver_signed(&s.gw, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let opened = s.slack.calls_of("views.open");
+    assert_eq!(opened.len(), before + 1, "Deny opens one modal");
+    let call = &opened[before].body;
+    assert_eq!(call["trigger_id"], trigger.as_str());
+    let view = &call["view"];
+    assert_eq!(view["type"], "modal");
+    assert_eq!(view["private_metadata"], id);
+    assert_eq!(
+        state(&s.gw, id).await["state"],
+        "pending",
+        "nothing is decided before the reason is given"
+    );
+    let (status, answer) = deliver_signed(&s.gw, &submission_body(user, view, reason)).await;
+    assert_eq!(status, 200);
+    assert!(
+        answer.is_null(),
+        "an empty answer closes the modal: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn slack_deny_asks_for_a_reason_and_records_it() {
+    let s = setup("15m").await;
+    let c = s.gw.connect("slack-deny-reason").await.unwrap();
+    let id = approval_id(&c.simple_query(REFUND).await.unwrap_err());
+    posted(&s.slack, &id).await;
+
+    // A Deny click without a valid trigger id opens nothing and decides
+    // nothing (the fake refuses it as Slack would).
+    let (_, text) = click(&s.gw, "U0ALICE", "sluice_deny", &id).await;
+    assert!(text.contains("Not recorded"), "{text}");
+    assert!(s.slack.calls_of("views.open").is_empty());
+
+    deny_with_reason(&s, "U0ALICE", &id, "refunds go through the billing team").await;
+    let a = state(&s.gw, &id).await;
+    assert_eq!(a["state"], "denied");
+    assert_eq!(a["history"][0]["actor"], "alice");
+    assert_eq!(a["history"][0]["action"], "deny");
+    assert_eq!(a["history"][0]["channel"], "slack");
+    assert_eq!(
+        a["history"][0]["reason"],
+        "refunds go through the billing team"
+    );
+    let updated = eventually(Duration::from_secs(10), || async {
+        s.slack
+            .calls_of("chat.update")
+            .into_iter()
+            .map(|c| c.body)
+            .find(|b| b.to_string().contains(&id))
+            .ok_or_else(|| anyhow::anyhow!("not updated yet"))
+    })
+    .await
+    .unwrap();
+    let blocks = updated["blocks"].to_string();
+    assert!(blocks.contains("denied"), "{blocks}");
+    assert!(
+        blocks.contains("refunds go through the billing team"),
+        "{blocks}"
+    );
+    // The audit record of the approval carries the reason too.
+    let record = s.gw.api().events(&id).await.unwrap();
+    assert!(
+        record.iter().any(|e| e["action"] == "deny"
+            && e["reason"] == "refunds go through the billing team"
+            && e["actor"] == "alice"),
+        "{record:?}"
+    );
+
+    // A submission for a request already decided shows why in the modal.
+    let view = sluice_control_plane::approvals::slack::deny_modal(&id);
+    let (status, answer) = deliver_signed(&s.gw, &submission_body("U0BOB", &view, "again")).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response_action"], "errors", "{answer}");
+    assert!(
+        answer["errors"]["sluice_reason"]
+            .as_str()
+            .unwrap()
+            .contains("Not recorded"),
+        "{answer}"
+    );
+    // A submission without a reason is refused (Slack requires the field,
+    // a forged one gets nothing).
+    let id2 = approval_id(
+        &c.simple_query("UPDATE orders SET status = 'refunded' WHERE id = 3")
+            .await
+            .unwrap_err(),
+    );
+    let view = sluice_control_plane::approvals::slack::deny_modal(&id2);
+    let (_, answer) = deliver_signed(&s.gw, &submission_body("U0ALICE", &view, "  ")).await;
+    assert!(answer.to_string().contains("Not recorded"), "{answer}");
+    assert_eq!(state(&s.gw, &id2).await["state"], "pending");
 }

@@ -209,6 +209,20 @@ pub enum EventDetail {
         /// The request's state after the change (`consumed` once run).
         state: String,
     },
+    /// A decision through a channel was refused before any vote (a reused,
+    /// expired, altered or foreign email link); recorded as a session of
+    /// this one event.
+    ApprovalRefused {
+        /// The request the attempt named (as claimed, when the link was
+        /// altered).
+        approval_id: String,
+        /// Who the attempt named (as claimed, when the link was altered).
+        actor: String,
+        /// email.
+        channel: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// An administrator changed what the gateway enforces or who may use it
     /// (a policy, a target, an identity, a credential); recorded as a
     /// session of this one event, chained and checkpointed like the rest.
@@ -382,6 +396,12 @@ mod tests {
                 reason: s(),
                 state: s(),
             },
+            EventKind::ApprovalRefused {
+                approval_id: s(),
+                actor: s(),
+                channel: s(),
+                reason: s(),
+            },
             EventKind::ConfigChange {
                 actor: s(),
                 action: s(),
@@ -400,7 +420,8 @@ mod tests {
                 | EventKind::StatementIntent { .. }
                 | EventKind::ConfigChange { .. }
                 | EventKind::ApprovalRequested { .. }
-                | EventKind::ApprovalDecision { .. } => {}
+                | EventKind::ApprovalDecision { .. }
+                | EventKind::ApprovalRefused { .. } => {}
             }
         }
         all

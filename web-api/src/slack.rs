@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
-use sluice_control_plane::approvals::SlackInteractionError;
+use sluice_control_plane::approvals::slack::REASON_BLOCK;
 use sluice_control_plane::approvals::slack::SlackError;
+use sluice_control_plane::approvals::{SlackInteractionError, SlackReply};
 
 use crate::AppState;
 
@@ -31,6 +32,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 /// Answers Slack. A request that fails the signature, freshness or replay
 /// checks gets 401 and changes nothing; a click that the approval rules
 /// refuse gets 200 with the reason, which Slack shows the clicking user.
+/// Deny opens a modal asking why (answered with an empty 200); its
+/// submission closes the modal (empty 200) or shows why it was not taken
+/// next to the reason field (`response_action: errors`).
 pub(crate) async fn interactions(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -39,7 +43,16 @@ pub(crate) async fn interactions(
     let ts = header(&headers, "x-slack-request-timestamp");
     let sig = header(&headers, "x-slack-signature");
     match s.cp.slack_interaction(ts, sig, &body).await {
-        Ok(text) => reply(StatusCode::OK, &text),
+        Ok(SlackReply::Text(text)) => reply(StatusCode::OK, &text),
+        Ok(SlackReply::ModalOpened | SlackReply::CloseModal) => StatusCode::OK.into_response(),
+        Ok(SlackReply::ModalError(text)) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "response_action": "errors",
+                "errors": {REASON_BLOCK: text},
+            })),
+        )
+            .into_response(),
         Err(SlackInteractionError::NotConfigured) => {
             reply(StatusCode::NOT_FOUND, "Slack is not configured")
         }

@@ -36,6 +36,20 @@ pub enum SlackInteractionError {
     Approval(#[from] ApprovalError),
 }
 
+/// What the interaction endpoint answers Slack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlackReply {
+    /// A message shown to the clicking user only.
+    Text(String),
+    /// Deny clicked: the modal asking why is open; nothing is decided yet.
+    ModalOpened,
+    /// The Deny modal's reason was taken: the modal closes.
+    CloseModal,
+    /// The Deny modal's submission was not taken: shown in the modal, next
+    /// to the reason field.
+    ModalError(String),
+}
+
 /// Why an email link was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EmailLinkError {
@@ -50,13 +64,19 @@ pub enum EmailLinkError {
     Approval(#[from] ApprovalError),
 }
 
-fn refused_link(e: &EmailLinkError) {
-    tracing::warn!(error = %e, "email approval link refused");
-    metrics::counter!("sluice_approval_email_refusals_total").increment(1);
+/// The longest claimed id or name an `approval_refused` record keeps.
+const MAX_CLAIMED: usize = 128;
+
+fn bounded(s: &str) -> String {
+    s.chars().take(MAX_CLAIMED).collect()
 }
 
 /// How often a vote is retried when another write raced it.
 const MAX_RACES: usize = 8;
+
+/// How many times (250 ms apart) a decided request's Slack message is
+/// looked for while its post may still be in flight.
+const SLACK_POST_WAITS: u32 = 20;
 
 /// The longest a statement shown to approvers may be, in bytes.
 const MAX_STATEMENT: usize = 64 * 1024;
@@ -381,6 +401,40 @@ impl ControlPlane {
         Err(ApprovalError::Busy)
     }
 
+    /// The decision a node missed for its request `request_id` (taken
+    /// while it was cut off), for a held statement only: an answer-mode
+    /// request is answered once, and its client resends. `None` while the
+    /// request is still pending, or when there is no such request.
+    pub async fn missed_decision(
+        &self,
+        node_id: &str,
+        request_id: &str,
+    ) -> Result<Option<v1::ApprovalDecision>, ApprovalError> {
+        let Some(a) = self.store.find_node_approval(node_id, request_id).await? else {
+            return Ok(None);
+        };
+        if a.mode != "hold" {
+            return Ok(None);
+        }
+        let now = sluice_common::unix_us();
+        let state = match a.state {
+            State::Pending if effective(a.state, a.expires_at, now) == State::Expired => {
+                self.record_expiry(&a, now).await?;
+                State::Expired
+            }
+            State::Pending => return Ok(None),
+            decided => decided,
+        };
+        let history = self.store.approval_history(&a.id).await?;
+        let last = history.iter().rev().find(|e| e.action != "run");
+        let mut d = to_decision(self, request_id, &a, state);
+        if let Some(e) = last {
+            d.decided_by.clone_from(&e.actor);
+            d.reason.clone_from(&e.reason);
+        }
+        Ok(Some(d))
+    }
+
     /// Withdraws a node's pending request (client cancel or disconnect).
     pub async fn cancel_approval(
         &self,
@@ -478,7 +532,7 @@ impl ControlPlane {
     ) -> Result<(email::LinkClaims, Approval), EmailLinkError> {
         let r = self.check_email_link(token).await;
         if let Err(e) = &r {
-            refused_link(e);
+            self.refused_link(token, e).await;
         }
         r
     }
@@ -522,7 +576,7 @@ impl ControlPlane {
     ) -> Result<Approval, EmailLinkError> {
         let r = self.email_vote_inner(token, action, reason).await;
         if let Err(e) = &r {
-            refused_link(e);
+            self.refused_link(token, e).await;
         }
         r
     }
@@ -565,6 +619,38 @@ impl ControlPlane {
             .await?)
     }
 
+    /// Logs, counts and records (as an `approval_refused` event) a refused
+    /// email link: who it named and which request, as claimed, and why. The
+    /// token itself is never recorded.
+    async fn refused_link(&self, token: &str, e: &EmailLinkError) {
+        tracing::warn!(error = %e, "email approval link refused");
+        metrics::counter!("sluice_approval_email_refusals_total").increment(1);
+        if matches!(
+            e,
+            EmailLinkError::NotConfigured
+                | EmailLinkError::Approval(ApprovalError::Store(_) | ApprovalError::Busy)
+        ) {
+            return;
+        }
+        let claims = email::claimed(token);
+        let event = crate::store::StoredEvent {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            seq: 1,
+            at: sluice_common::unix_us(),
+            kind: crate::store::EventKind::ApprovalRefused {
+                approval_id: claims
+                    .as_ref()
+                    .map_or_else(String::new, |c| bounded(&c.approval_id)),
+                actor: claims
+                    .as_ref()
+                    .map_or_else(String::new, |c| bounded(&c.identity)),
+                channel: Channel::Email.as_str().to_owned(),
+                reason: e.to_string(),
+            },
+        };
+        self.record_approval(&[event]).await;
+    }
+
     /// Tells every configured webhook endpoint about `a` now in `state`.
     fn send_webhooks(&self, kind: &str, a: &Approval, state: State) {
         let endpoints = &self.config().webhooks;
@@ -582,27 +668,37 @@ impl ControlPlane {
     }
 
     /// Replaces a decided request's Slack message (whatever channel decided).
-    fn update_slack(&self, id: &str, state: State, by: &str) {
+    fn update_slack(&self, id: &str, state: State, by: &str, reason: &str) {
         let Some(client) = self.slack.clone() else {
             return;
         };
         let store = self.store.clone();
         let url = self.approval_url(id);
-        let (id, by) = (id.to_owned(), by.to_owned());
+        let (id, by, reason) = (id.to_owned(), by.to_owned(), reason.to_owned());
         tokio::spawn(async move {
-            let found = match (
-                store.get_approval(&id).await,
-                store.approval_slack(&id).await,
-            ) {
-                (Ok(Some(a)), Ok(Some(at))) => (a, at),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, approval_id = %id, "cannot read the Slack message to update");
-                    return;
+            // A decision taken just after the request was created can come
+            // before the message's id is stored: give the post a moment.
+            let mut tries = SLACK_POST_WAITS;
+            let found = loop {
+                match (
+                    store.get_approval(&id).await,
+                    store.approval_slack(&id).await,
+                ) {
+                    (Ok(Some(a)), Ok(Some(at))) => break (a, at),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, approval_id = %id, "cannot read the Slack message to update");
+                        return;
+                    }
+                    (Ok(None), _) => return,
+                    (Ok(Some(_)), Ok(None)) if tries > 0 => {
+                        tries -= 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    _ => return,
                 }
-                _ => return,
             };
             let (a, (channel, ts)) = found;
-            let blocks = slack::decided_blocks(&a, &url, state.as_str(), &by);
+            let blocks = slack::decided_blocks(&a, &url, state.as_str(), &by, &reason);
             let text = format!("Approval request {} {}", a.id, state.as_str());
             if let Err(e) = client.update(&channel, &ts, &text, &blocks).await {
                 tracing::warn!(error = %e, approval_id = %id, "cannot update the Slack message");
@@ -610,16 +706,17 @@ impl ControlPlane {
         });
     }
 
-    /// Handles a Slack button click: verifies the signature and its
+    /// Handles a Slack interaction: verifies the signature and its
     /// freshness, refuses a replay, maps the Slack user to an approver, and
-    /// votes with that approver's groups as they are now. Returns the text
-    /// to show the clicking user.
+    /// then either votes (Approve, or the Deny modal's submission, with the
+    /// approver's groups as they are now) or, for Deny, opens the modal
+    /// that asks why. Returns what to answer Slack.
     pub async fn slack_interaction(
         &self,
         timestamp: &str,
         signature: &str,
         body: &[u8],
-    ) -> Result<String, SlackInteractionError> {
+    ) -> Result<SlackReply, SlackInteractionError> {
         let (Some(client), Some(config)) = (self.slack.as_ref(), self.config().slack.as_ref())
         else {
             return Err(SlackInteractionError::NotConfigured);
@@ -641,12 +738,16 @@ impl ControlPlane {
         {
             return Err(SlackError::Replay.into());
         }
-        let click = slack::parse_click(body)?;
-        let approver = match slack::approver_for(&config.approvers, &click.user_id, None) {
+        let interaction = slack::parse_interaction(body)?;
+        let user_id = match &interaction {
+            slack::Interaction::Click(c) => &c.user_id,
+            slack::Interaction::DenyReason(d) => &d.user_id,
+        };
+        let approver = match slack::approver_for(&config.approvers, user_id, None) {
             Some(a) => a,
             None => {
-                let email = client.confirmed_email(&click.user_id).await?;
-                slack::approver_for(&config.approvers, &click.user_id, email.as_deref())
+                let email = client.confirmed_email(user_id).await?;
+                slack::approver_for(&config.approvers, user_id, email.as_deref())
                     .ok_or(SlackError::UnknownUser)?
             }
         };
@@ -654,27 +755,43 @@ impl ControlPlane {
             name: &approver.identity,
             groups: &approver.groups,
         };
-        let (action, reason) = if click.approve {
-            (Action::Approve, "approved in Slack")
-        } else {
-            (Action::Deny, "denied in Slack")
+        let (id, action, reason) = match &interaction {
+            slack::Interaction::Click(c) if c.approve => {
+                (&c.approval_id, Action::Approve, "approved in Slack")
+            }
+            slack::Interaction::Click(c) => {
+                if c.trigger_id.is_empty() {
+                    return Err(SlackError::Payload("no trigger_id".to_owned()).into());
+                }
+                client
+                    .open_view(&c.trigger_id, &slack::deny_modal(&c.approval_id))
+                    .await?;
+                tracing::info!(approval_id = %c.approval_id, approver = %approver.identity, "Slack deny modal opened");
+                return Ok(SlackReply::ModalOpened);
+            }
+            slack::Interaction::DenyReason(d) => (&d.approval_id, Action::Deny, d.reason.as_str()),
         };
-        let a = self
-            .vote(&click.approval_id, &who, action, Channel::Slack, reason)
-            .await?;
-        Ok(format!(
+        let voted = self.vote(id, &who, action, Channel::Slack, reason).await;
+        if let slack::Interaction::DenyReason(_) = interaction {
+            return Ok(match voted {
+                Ok(_) => SlackReply::CloseModal,
+                Err(e) => SlackReply::ModalError(format!("Not recorded: {e}")),
+            });
+        }
+        let a = voted?;
+        Ok(SlackReply::Text(format!(
             "Request {} is {} ({} recorded as {}).",
             a.id,
             a.state.as_str(),
             action.as_str(),
             approver.identity
-        ))
+        )))
     }
 
     /// Tells every replica (and so the node holding the statement) that a
     /// request reached a final state.
     fn announce(&self, a: &Approval, state: State, by: &str, reason: &str) {
-        self.update_slack(&a.id, state, by);
+        self.update_slack(&a.id, state, by, reason);
         self.send_webhooks("approval.decided", a, state);
         metrics::counter!("sluice_approvals_decided_total", "state" => state.as_str()).increment(1);
         self.bus.publish(BusEvent::ApprovalDecided {

@@ -21,6 +21,15 @@ pub const APPROVE_ACTION: &str = "sluice_approve";
 /// See [`APPROVE_ACTION`].
 pub const DENY_ACTION: &str = "sluice_deny";
 
+/// The `callback_id` of the modal the Deny button opens to ask why.
+pub const DENY_CALLBACK: &str = "sluice_deny_reason";
+/// The modal's input block, and its text input's action id.
+pub const REASON_BLOCK: &str = "sluice_reason";
+/// See [`REASON_BLOCK`].
+pub const REASON_ACTION: &str = "reason";
+/// The longest denial reason the modal takes.
+pub const MAX_REASON: usize = 500;
+
 /// The `[slack]` configuration.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,41 +154,116 @@ pub struct Click {
     pub approve: bool,
     /// The request the button belongs to.
     pub approval_id: String,
+    /// What lets a modal be opened in answer (valid for 3 seconds).
+    pub trigger_id: String,
 }
 
-/// Reads a `block_actions` interaction (the form field `payload`, JSON).
-pub fn parse_click(form_body: &[u8]) -> Result<Click, SlackError> {
+/// The Deny modal, submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyReason {
+    /// The Slack user who submitted it.
+    pub user_id: String,
+    /// The request it denies (the modal's `private_metadata`).
+    pub approval_id: String,
+    /// Why, as typed.
+    pub reason: String,
+}
+
+/// An interaction Slack sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interaction {
+    /// Approve or Deny clicked on a request's message.
+    Click(Click),
+    /// The reason for a denial, from the modal Deny opened.
+    DenyReason(DenyReason),
+}
+
+fn payload_error(what: &str) -> SlackError {
+    SlackError::Payload(what.to_owned())
+}
+
+fn non_empty(v: &Value, what: &str) -> Result<String, SlackError> {
+    v.as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| payload_error(what))
+}
+
+fn approval_id_of(v: &Value) -> Result<String, SlackError> {
+    v.as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .map(str::to_owned)
+        .ok_or_else(|| payload_error("no approval id"))
+}
+
+/// Reads an interaction (the form field `payload`, JSON): a
+/// `block_actions` click on one of our buttons, or the `view_submission`
+/// of our Deny modal. Anything else is refused.
+pub fn parse_interaction(form_body: &[u8]) -> Result<Interaction, SlackError> {
     let payload = url::form_urlencoded::parse(form_body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| SlackError::Payload("no payload field".to_owned()))?;
+        .ok_or_else(|| payload_error("no payload field"))?;
     let v: Value =
         serde_json::from_str(&payload).map_err(|e| SlackError::Payload(e.to_string()))?;
-    if v["type"] != "block_actions" {
-        return Err(SlackError::Payload(
-            "not a block_actions interaction".to_owned(),
-        ));
+    let user_id = non_empty(&v["user"]["id"], "no user")?;
+    match v["type"].as_str() {
+        Some("block_actions") => {
+            let action = &v["actions"][0];
+            let approve = match action["action_id"].as_str() {
+                Some(APPROVE_ACTION) => true,
+                Some(DENY_ACTION) => false,
+                _ => return Err(payload_error("unknown action")),
+            };
+            Ok(Interaction::Click(Click {
+                user_id,
+                approve,
+                approval_id: approval_id_of(&action["value"])?,
+                trigger_id: v["trigger_id"].as_str().unwrap_or_default().to_owned(),
+            }))
+        }
+        Some("view_submission") => {
+            let view = &v["view"];
+            if view["callback_id"] != DENY_CALLBACK {
+                return Err(payload_error("unknown view"));
+            }
+            let reason = view["state"]["values"][REASON_BLOCK][REASON_ACTION]["value"]
+                .as_str()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| payload_error("no reason"))?;
+            if reason.chars().count() > MAX_REASON {
+                return Err(payload_error("the reason is too long"));
+            }
+            Ok(Interaction::DenyReason(DenyReason {
+                user_id,
+                approval_id: approval_id_of(&view["private_metadata"])?,
+                reason: reason.to_owned(),
+            }))
+        }
+        _ => Err(payload_error(
+            "not a block_actions or view_submission interaction",
+        )),
     }
-    let user_id = v["user"]["id"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| SlackError::Payload("no user".to_owned()))?
-        .to_owned();
-    let action = &v["actions"][0];
-    let approve = match action["action_id"].as_str() {
-        Some(APPROVE_ACTION) => true,
-        Some(DENY_ACTION) => false,
-        _ => return Err(SlackError::Payload("unknown action".to_owned())),
-    };
-    let approval_id = action["value"]
-        .as_str()
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .ok_or_else(|| SlackError::Payload("no approval id".to_owned()))?
-        .to_owned();
-    Ok(Click {
-        user_id,
-        approve,
-        approval_id,
+}
+
+/// The modal the Deny button opens: one required text input for the
+/// reason; the request id rides in `private_metadata`, and Slack sends it
+/// back with the submission.
+pub fn deny_modal(approval_id: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": DENY_CALLBACK,
+        "private_metadata": approval_id,
+        "title": {"type": "plain_text", "text": "Deny request"},
+        "submit": {"type": "plain_text", "text": "Deny"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "input", "block_id": REASON_BLOCK,
+             "label": {"type": "plain_text", "text": "Why is this statement denied?"},
+             "element": {"type": "plain_text_input", "action_id": REASON_ACTION,
+                         "multiline": true, "min_length": 1, "max_length": MAX_REASON}},
+        ],
     })
 }
 
@@ -247,12 +331,18 @@ pub fn request_blocks(a: &Approval, url: &str) -> Value {
     Value::Array(blocks)
 }
 
-/// The message once decided (by any channel): the facts, without buttons.
-pub fn decided_blocks(a: &Approval, url: &str, state: &str, by: &str) -> Value {
+/// The message once decided (by any channel): the facts, without buttons,
+/// and who decided and why.
+pub fn decided_blocks(a: &Approval, url: &str, state: &str, by: &str, reason: &str) -> Value {
     let mut blocks = facts(a, url);
+    let why = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", escape(reason))
+    };
     blocks.push(
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "*{}* by {}", state, escape(by)
+            "*{}* by {}{why}", state, escape(by)
         )}]}),
     );
     Value::Array(blocks)
@@ -344,6 +434,16 @@ impl SlackClient {
         .map(drop)
     }
 
+    /// Opens a modal in answer to an interaction (`trigger_id`).
+    pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), SlackError> {
+        self.call(
+            "views.open",
+            &json!({"trigger_id": trigger_id, "view": view}),
+        )
+        .await
+        .map(drop)
+    }
+
     /// The user's email, if Slack says it is confirmed.
     pub async fn confirmed_email(&self, user: &str) -> Result<Option<String>, SlackError> {
         let resp = self
@@ -408,25 +508,59 @@ mod tests {
         );
     }
 
-    #[test]
-    fn clicks_are_read_from_block_actions_only() {
-        let payload = json!({"type": "block_actions", "user": {"id": "U1"},
-            "actions": [{"action_id": APPROVE_ACTION, "value": "a-1"}]});
-        let body = format!(
+    fn form(payload: &Value) -> String {
+        format!(
             "payload={}",
             url::form_urlencoded::byte_serialize(payload.to_string().as_bytes())
                 .collect::<String>()
-        );
+        )
+    }
+
+    #[test]
+    fn clicks_and_deny_reasons_are_read_and_anything_else_refused() {
+        let payload = json!({"type": "block_actions", "user": {"id": "U1"}, "trigger_id": "t.1",
+            "actions": [{"action_id": APPROVE_ACTION, "value": "a-1"}]});
         assert_eq!(
-            parse_click(body.as_bytes()),
-            Ok(Click {
+            parse_interaction(form(&payload).as_bytes()),
+            Ok(Interaction::Click(Click {
                 user_id: "U1".into(),
                 approve: true,
-                approval_id: "a-1".into()
-            })
+                approval_id: "a-1".into(),
+                trigger_id: "t.1".into(),
+            }))
         );
-        assert!(parse_click(b"payload=%7B%22type%22%3A%22view_submission%22%7D").is_err());
-        assert!(parse_click(b"nothing=1").is_err());
+        let submitted = |callback: &str, reason: &str| {
+            json!({"type": "view_submission", "user": {"id": "U2"},
+                "view": {"callback_id": callback, "private_metadata": "a-2",
+                         "state": {"values": {REASON_BLOCK: {REASON_ACTION:
+                             {"type": "plain_text_input", "value": reason}}}}}})
+        };
+        assert_eq!(
+            parse_interaction(form(&submitted(DENY_CALLBACK, " wrong row ")).as_bytes()),
+            Ok(Interaction::DenyReason(DenyReason {
+                user_id: "U2".into(),
+                approval_id: "a-2".into(),
+                reason: "wrong row".into(),
+            }))
+        );
+        assert!(parse_interaction(form(&submitted("other", "x")).as_bytes()).is_err());
+        assert!(parse_interaction(form(&submitted(DENY_CALLBACK, "  ")).as_bytes()).is_err());
+        let long = "x".repeat(MAX_REASON + 1);
+        assert!(parse_interaction(form(&submitted(DENY_CALLBACK, &long)).as_bytes()).is_err());
+        assert!(parse_interaction(b"payload=%7B%22type%22%3A%22view_closed%22%7D").is_err());
+        assert!(parse_interaction(b"nothing=1").is_err());
+    }
+
+    #[test]
+    fn the_deny_modal_carries_the_request_and_asks_for_a_reason() {
+        let v = deny_modal("a-3");
+        assert_eq!(v["type"], "modal");
+        assert_eq!(v["callback_id"], DENY_CALLBACK);
+        assert_eq!(v["private_metadata"], "a-3");
+        assert_eq!(v["blocks"][0]["type"], "input");
+        assert_eq!(v["blocks"][0]["block_id"], REASON_BLOCK);
+        assert_eq!(v["blocks"][0]["element"]["type"], "plain_text_input");
+        assert_eq!(v["blocks"][0]["element"]["action_id"], REASON_ACTION);
     }
 
     #[test]

@@ -168,6 +168,20 @@ pub enum EventKind {
         /// The request's state after the change (`consumed` once run).
         state: String,
     },
+    /// A decision through a channel was refused before any vote (a reused,
+    /// expired, altered or foreign email link); recorded as a session of
+    /// this one event, so probing leaves a trace.
+    ApprovalRefused {
+        /// The request the attempt named (as claimed, when the link was
+        /// altered).
+        approval_id: String,
+        /// Who the attempt named (as claimed, when the link was altered).
+        actor: String,
+        /// email.
+        channel: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// An administrator changed what the gateway enforces or who may use it
     /// (a policy, a target, an identity, a credential); recorded as a
     /// session of this one event, chained and checkpointed like the rest.
@@ -206,6 +220,7 @@ impl EventKind {
             Self::ConfigChange { .. } => "config_change",
             Self::ApprovalRequested { .. } => "approval_requested",
             Self::ApprovalDecision { .. } => "approval_decision",
+            Self::ApprovalRefused { .. } => "approval_refused",
         }
     }
 }
@@ -493,6 +508,26 @@ impl Store {
                         .bind(format!("{resource} {name}"))
                         .bind(e.at)
                         .bind(format!("config_change: {resource} {action}"))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    EventKind::ApprovalRefused {
+                        approval_id,
+                        actor,
+                        channel,
+                        reason,
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO sessions (id, node_id, identity, identity_kind, groups, target, client_addr, tls, \
+                             protocol, application_name, token_id, started_at, ended_at, end_reason) \
+                             VALUES ($1, '', $2, 'approval', '[]', $3, '', false, $4, '', '', $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(&e.session_id)
+                        .bind(actor)
+                        .bind(approval_id)
+                        .bind(channel)
+                        .bind(e.at)
+                        .bind(format!("approval_refused: {reason}"))
                         .execute(&mut *tx)
                         .await?;
                     }

@@ -14,6 +14,8 @@ use sluice_proto::v1;
 use sluice_proto::v1::node_message::Kind as Out;
 use tokio::sync::mpsc;
 
+use crate::pg::codec::frontend::BoundParam;
+
 /// Messages waiting for the link to send them.
 const OUTBOX: usize = 1024;
 
@@ -81,6 +83,15 @@ impl Approvals {
             })
             .map_err(|_| Unavailable::Busy)?;
         Ok(ticket)
+    }
+
+    /// The requests sessions still wait on, for the control plane to
+    /// resend any decision taken while the link was down.
+    pub fn waiting(&self) -> Vec<String> {
+        self.waiting
+            .lock()
+            .map(|w| w.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Withdraws a request the session no longer waits for.
@@ -158,17 +169,32 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// SHA-256 over the exact statement bytes and bound parameters: what an
-/// approval is bound to. Lengths prefix every part, so no two different
-/// (statement, parameters) pairs share an encoding.
-pub fn statement_hash(statement: &[u8], params: &[Option<&[u8]>]) -> [u8; 32] {
+/// What an approval is bound to: SHA-256 (version 2) over the exact
+/// statement bytes, the parameter type OIDs the client declared in Parse
+/// (0 for "let the server infer"), and each bound parameter's format code
+/// and value (`None` for NULL). A simple-protocol Query has no types and no
+/// parameters. Lengths and counts prefix every part, so no two different
+/// bindings share an encoding; the version prefix keeps a request hashed by
+/// an older node (version 1: text and values only) from ever matching one
+/// hashed here. The control plane treats the hash as opaque: an approval
+/// lets run only a statement whose binding hashes to the same value.
+pub fn statement_hash(
+    statement: &[u8],
+    param_types: &[u32],
+    params: &[BoundParam<'_>],
+) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"sluice.approval.statement.v1\0");
+    h.update(b"sluice.approval.statement.v2\0");
     h.update((statement.len() as u64).to_be_bytes());
     h.update(statement);
+    h.update((param_types.len() as u64).to_be_bytes());
+    for oid in param_types {
+        h.update(oid.to_be_bytes());
+    }
     h.update((params.len() as u64).to_be_bytes());
-    for p in params {
-        match p {
+    for (format, value) in params {
+        h.update(format.to_be_bytes());
+        match value {
             None => h.update([0u8]),
             Some(v) => {
                 h.update([1u8]);
@@ -185,16 +211,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_bind_bytes_and_parameters() {
-        let a = statement_hash(b"UPDATE t SET x = 1 WHERE id = 2", &[]);
-        assert_eq!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 2", &[]));
-        assert_ne!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 3", &[]));
-        assert_ne!(a, statement_hash(b"UPDATE t SET x = 1 WHERE id = 2 ", &[]));
-        let p1 = statement_hash(b"q", &[Some(b"ab"), Some(b"c")]);
-        let p2 = statement_hash(b"q", &[Some(b"a"), Some(b"bc")]);
-        let p3 = statement_hash(b"q", &[None, Some(b"c")]);
+    fn hashes_bind_bytes_types_and_parameters() {
+        let q = b"UPDATE t SET x = 1 WHERE id = 2";
+        let a = statement_hash(q, &[], &[]);
+        assert_eq!(a, statement_hash(q, &[], &[]));
+        assert_ne!(
+            a,
+            statement_hash(b"UPDATE t SET x = 1 WHERE id = 3", &[], &[])
+        );
+        assert_ne!(
+            a,
+            statement_hash(b"UPDATE t SET x = 1 WHERE id = 2 ", &[], &[])
+        );
+        let p1 = statement_hash(b"q", &[], &[(0, Some(b"ab")), (0, Some(b"c"))]);
+        let p2 = statement_hash(b"q", &[], &[(0, Some(b"a")), (0, Some(b"bc"))]);
+        let p3 = statement_hash(b"q", &[], &[(0, None), (0, Some(b"c"))]);
         assert_ne!(p1, p2);
         assert_ne!(p1, p3);
+        // The same value bytes read as another type, or in another format,
+        // are another statement.
+        let one = [(0, Some(&b"1"[..]))];
+        let untyped = statement_hash(b"q $1", &[0], &one);
+        assert_ne!(untyped, statement_hash(b"q $1", &[23], &one));
+        assert_ne!(untyped, statement_hash(b"q $1", &[], &one));
+        assert_ne!(untyped, statement_hash(b"q $1", &[0], &[(1, Some(b"1"))]));
+        // Parts never run into each other: a type count is not a value.
+        assert_ne!(
+            statement_hash(b"q", &[0], &[]),
+            statement_hash(b"q", &[], &[(0, None)])
+        );
     }
 
     #[tokio::test]
@@ -211,6 +256,7 @@ mod tests {
             outbox.recv().await.and_then(|m| m.kind),
             Some(Out::ApprovalRequest(_))
         ));
+        assert_eq!(a.waiting(), vec!["r1".to_owned()]);
         assert!(!a.deliver(v1::ApprovalDecision {
             request_id: "other".into(),
             ..Default::default()

@@ -183,6 +183,7 @@ impl ControlLink {
         let hello = send(Out::Hello(v1::Hello {
             node_id,
             snapshot_version: self.snapshot.version(),
+            waiting_approvals: self.approvals.waiting(),
         }));
         tx.send(hello)
             .await

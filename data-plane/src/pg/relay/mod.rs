@@ -13,7 +13,7 @@ pub mod session;
 mod statements;
 pub mod tracker;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use sluice_policy::Verdict;
@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf};
 use tokio::sync::mpsc;
 
 pub use self::session::SessionCtx;
-use self::session::{ApprovalAnswer, Held, Withdrawal};
+use self::session::{Approvable, ApprovalAnswer, Held, Withdrawal};
 use self::statements::ClientState;
 use self::tracker::{Action, Desync, Tracker};
 use crate::control::audit::NotDurable;
@@ -188,64 +188,43 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
                 Ok(q) => q,
                 Err(e) => return End::ClientProtocol(e),
             };
-            if let Some((text, decision)) = query
-                .clone()
-                .filter(|(_, d)| d.verdict == Verdict::Approval)
-            {
-                // Send what came before it now: the answer may take a while.
-                if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
-                    return end;
+            let asked = match &query {
+                Some((text, d)) if d.verdict == Verdict::Approval => {
+                    Ok(Some((Arc::new(Approvable::simple(text)), d.clone())))
                 }
-                let (answer, gone) = if ctx.approval_mode(&decision) == ApprovalMode::Hold {
-                    let cancel = ctx.cancel_held.clone();
-                    let client_gone = async {
-                        tokio::select! {
-                            // Keep reading (buffering whatever the client
-                            // pipelines) until it hangs up.
-                            () = async { while let Ok(true) = client.fill().await {} } => Withdrawal::Hangup,
-                            () = cancel.notified() => Withdrawal::Cancelled,
-                        }
+                _ => state.execute_needing_approval(&frame),
+            };
+            let (what, decision) = match asked {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    let Ok(mut t) = tracker.lock() else {
+                        return End::UpstreamLost("tracker poisoned".to_owned());
                     };
-                    let notify = |f: Frame| {
-                        let _ = notices.send(f);
-                    };
-                    match ctx
-                        .hold_for_approval(text, &[], &decision, notify, client_gone)
-                        .await
-                    {
-                        Held::Answer(a) => (a, false),
-                        Held::Withdrawn { approval_id, why } => (
-                            ApprovalAnswer::Refuse {
-                                approval_id: Some(approval_id),
-                                error: ClientError::error(
-                                    sqlstate::QUERY_CANCELED,
-                                    "canceling statement due to user request; its approval request was withdrawn",
-                                ),
-                            },
-                            why == Withdrawal::Hangup,
-                        ),
+                    if let Err(e) = state.on_client(&frame, query, &mut t, ctx, &mut out) {
+                        return End::ClientProtocol(e);
                     }
-                } else {
-                    (ctx.ask_approval(text, &[], &decision).await, false)
-                };
-                let Ok(mut t) = tracker.lock() else {
-                    return End::UpstreamLost("tracker poisoned".to_owned());
-                };
-                if let Err(e) =
-                    state.on_answered_query(&frame, decision, answer, &mut t, ctx, &mut out)
-                {
-                    return End::ClientProtocol(e);
+                    continue;
                 }
-                if gone {
-                    return End::ClientClosed;
-                }
-                continue;
+                Err(e) => return End::ClientProtocol(e),
+            };
+            // Send what came before it now: the answer may take a while.
+            if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
+                return end;
             }
+            let (answer, gone) = approval_answer(client, ctx, notices, &what, &decision).await;
             let Ok(mut t) = tracker.lock() else {
                 return End::UpstreamLost("tracker poisoned".to_owned());
             };
-            if let Err(e) = state.on_client(&frame, query, &mut t, ctx, &mut out) {
+            let answered = if frame.tag() == b'Q' {
+                state.on_answered_query(&frame, decision, answer, &mut t, ctx, &mut out)
+            } else {
+                state.on_answered_execute(&frame, answer, &mut t, ctx, &mut out)
+            };
+            if let Err(e) = answered {
                 return End::ClientProtocol(e);
+            }
+            if gone {
+                return End::ClientClosed;
             }
         }
         if let Err(end) = flush(&mut state, ctx, upstream, &mut out).await {
@@ -259,6 +238,50 @@ async fn client_to_server<W: AsyncWrite + Unpin>(
             Ok(false) => return End::ClientClosed,
             Err(e) => return too_large_or_io(e),
         }
+    }
+}
+
+/// Waits for the control plane's answer about a statement that needs
+/// approval: at once (answer mode) or until a human decides (hold mode),
+/// telling the client where to approve meanwhile. Also says whether the
+/// client hung up while held.
+async fn approval_answer(
+    client: &mut Reader,
+    ctx: &SessionCtx,
+    notices: &mpsc::UnboundedSender<Frame>,
+    what: &Approvable,
+    decision: &sluice_policy::Decision,
+) -> (ApprovalAnswer, bool) {
+    if ctx.approval_mode(decision) != ApprovalMode::Hold {
+        return (ctx.ask_approval(what, decision).await, false);
+    }
+    let cancel = ctx.cancel_held.clone();
+    let client_gone = async {
+        tokio::select! {
+            // Keep reading (buffering whatever the client
+            // pipelines) until it hangs up.
+            () = async { while let Ok(true) = client.fill().await {} } => Withdrawal::Hangup,
+            () = cancel.notified() => Withdrawal::Cancelled,
+        }
+    };
+    let notify = |f: Frame| {
+        let _ = notices.send(f);
+    };
+    match ctx
+        .hold_for_approval(what, decision, notify, client_gone)
+        .await
+    {
+        Held::Answer(a) => (a, false),
+        Held::Withdrawn { approval_id, why } => (
+            ApprovalAnswer::Refuse {
+                approval_id: Some(approval_id),
+                error: ClientError::error(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request; its approval request was withdrawn",
+                ),
+            },
+            why == Withdrawal::Hangup,
+        ),
     }
 }
 

@@ -158,6 +158,26 @@ fn final_answer(lead: &str, d: &v1::ApprovalDecision) -> ApprovalAnswer {
     }
 }
 
+/// A statement that needs approval, as the control plane is asked about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvable {
+    /// The statement as approvers see it: a Query's text, or an
+    /// extended-protocol statement's text followed by its bound values.
+    pub shown: String,
+    /// What the approval is bound to ([`statement_hash`]).
+    pub hash: [u8; 32],
+}
+
+impl Approvable {
+    /// A simple-protocol Query: its exact text, no parameters.
+    pub fn simple(text: &[u8]) -> Self {
+        Self {
+            shown: String::from_utf8_lossy(text).into_owned(),
+            hash: statement_hash(text, &[], &[]),
+        }
+    }
+}
+
 /// How long a session waits for the control plane's first answer about a
 /// statement that needs approval before refusing it.
 const APPROVAL_ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -234,19 +254,14 @@ impl SessionCtx {
         ))
     }
 
-    fn approval_request(
-        &self,
-        text: &[u8],
-        params: &[Option<&[u8]>],
-        decision: &Decision,
-    ) -> v1::ApprovalRequest {
+    fn approval_request(&self, what: &Approvable, decision: &Decision) -> v1::ApprovalRequest {
         v1::ApprovalRequest {
             request_id: uuid::Uuid::now_v7().to_string(),
             session_id: self.session_id.clone(),
             identity: self.identity.name.clone(),
             target: self.target.clone(),
-            statement: String::from_utf8_lossy(text).into_owned(),
-            statement_hash: statement_hash(text, params).to_vec(),
+            statement: what.shown.clone(),
+            statement_hash: what.hash.to_vec(),
             policy: decision.policy.clone().unwrap_or_default(),
             rule: decision.rule.clone().unwrap_or_default(),
             reason: decision.reason.clone(),
@@ -274,15 +289,11 @@ impl SessionCtx {
     }
 
     /// Asks the control plane about a statement `decision` says needs
-    /// approval, bound to its exact bytes (and parameters), this identity
+    /// approval, bound to its exact bytes (and declared types and bound
+    /// values), this identity
     /// and this target; waits for the answer. Fails closed: anything but an
     /// approval for exactly these bytes refuses the statement.
-    pub async fn ask_approval(
-        &self,
-        text: &[u8],
-        params: &[Option<&[u8]>],
-        decision: &Decision,
-    ) -> ApprovalAnswer {
+    pub async fn ask_approval(&self, what: &Approvable, decision: &Decision) -> ApprovalAnswer {
         if let Some(granted) = self.covering_grant(decision) {
             return granted;
         }
@@ -290,7 +301,7 @@ impl SessionCtx {
         let Some(approvals) = &self.approvals else {
             return unavailable(&lead, Unavailable::Disconnected);
         };
-        let mut ticket = match approvals.ask(self.approval_request(text, params, decision)) {
+        let mut ticket = match approvals.ask(self.approval_request(what, decision)) {
             Ok(t) => t,
             Err(e) => return unavailable(&lead, e),
         };
@@ -326,8 +337,7 @@ impl SessionCtx {
     /// client went away or cancelled), which withdraws the request.
     pub async fn hold_for_approval<G>(
         &self,
-        text: &[u8],
-        params: &[Option<&[u8]>],
+        what: &Approvable,
         decision: &Decision,
         notify: impl FnOnce(Frame),
         gone: G,
@@ -342,7 +352,7 @@ impl SessionCtx {
         let Some(approvals) = &self.approvals else {
             return Held::Answer(unavailable(&lead, Unavailable::Disconnected));
         };
-        let request = self.approval_request(text, params, decision);
+        let request = self.approval_request(what, decision);
         let ttl = Duration::from_millis(request.ttl_ms.max(1));
         let mut ticket = match approvals.ask(request) {
             Ok(t) => t,
