@@ -45,7 +45,7 @@ struct Detector {
     check: Check,
     /// What any match of a built-in needs to find in the value's bytes;
     /// `None` for custom patterns, which are always run.
-    needs: Option<fn(&Profile) -> bool>,
+    needs: Option<fn(&Profile<'_>) -> bool>,
 }
 
 /// Largest compiled size of one custom pattern, so a policy cannot make the
@@ -66,7 +66,7 @@ pub struct Hit {
     pub detector: usize,
 }
 
-type Builtin = (&'static str, &'static str, Check, fn(&Profile) -> bool);
+type Builtin = (&'static str, &'static str, Check, fn(&Profile<'_>) -> bool);
 
 fn builtin(kind: DetectorKind) -> Builtin {
     match kind {
@@ -74,52 +74,49 @@ fn builtin(kind: DetectorKind) -> Builtin {
             "email",
             r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
             Check::None,
-            |p| p.at && p.dots >= 1,
+            |p| p.email(),
         ),
         DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn, |p| {
-            p.digits >= 13
+            p.digits() >= 13
         }),
         DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None, |p| {
-            p.digits >= 9
+            p.digits() >= 9
         }),
         DetectorKind::Phone => (
             "phone",
             r"(?:\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){2,4}\b|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b|\b\d{3}[.\-]\d{3}[.\-]\d{4}\b)",
             Check::None,
-            // With a country code at least 6 digits, without it 10.
-            |p| p.digits >= 10 || (p.plus && p.digits >= 6),
+            |p| p.phone(),
         ),
         DetectorKind::Iban => (
             "iban",
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
             Check::Iban,
-            |p| p.upper_upper_digit_digit,
+            |p| p.iban(),
         ),
         DetectorKind::AwsAccessKey => (
             "aws_access_key",
             r"(?i)\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
             Check::None,
-            |p| p.longest_alnum >= 20,
+            |p| p.aws_key(),
         ),
         DetectorKind::Jwt => (
             "jwt",
             r"(?i)\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
             Check::None,
-            |p| p.dots >= 2 && p.longest_word >= 4,
+            |p| p.jwt(),
         ),
         DetectorKind::PrivateKey => (
             "private_key",
             r"(?s)-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\z)",
             Check::None,
-            |p| p.longest_dashes >= 5,
+            |p| p.private_key(),
         ),
         DetectorKind::SecretKey => (
             "secret_key",
             r"(?i)(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_|whsec_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abposr]-|glpat-|npm_|AIza)[A-Za-z0-9_\-]{6,}",
             Check::None,
-            // Every prefix starts with a letter; the shortest has 4
-            // characters, all of the run's class.
-            |p| p.longest_word >= 10,
+            |p| p.secret_key(),
         ),
     }
 }
@@ -204,6 +201,10 @@ impl Detectors {
 
     /// [`Self::scrub`] without the prefilter.
     fn scan(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
+        // `is_match` stops early and allocates nothing; most values end here.
+        if !self.set.is_match(value) {
+            return None;
+        }
         let matched = self.set.matches(value);
         if !matched.matched_any() {
             return None;
@@ -247,7 +248,7 @@ impl Detectors {
 
 impl Detectors {
     /// Whether any detector could match `value`, from one cheap pass over
-    /// its bytes: most values (names, dates, amounts, ids) lack what every
+    /// its bytes: most values (names, words, amounts, ids) lack what every
     /// built-in pattern needs, and skip the regex scan altogether.
     fn may_match(&self, value: &[u8]) -> bool {
         let Some(p) = Profile::of(value) else {
@@ -259,71 +260,154 @@ impl Detectors {
     }
 }
 
-/// What a value's ASCII bytes hold, as far as the built-in patterns care.
-/// Every field is a necessary condition of some pattern, so a detector
-/// whose condition fails cannot match.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Profile {
-    digits: usize,
-    dots: usize,
-    at: bool,
-    plus: bool,
-    /// Two upper-case letters followed by two digits (an IBAN's head).
-    upper_upper_digit_digit: bool,
-    /// Longest run of `[A-Za-z0-9]`.
-    longest_alnum: usize,
-    /// Longest run of `[A-Za-z0-9_-]` that starts with a letter.
-    longest_word: usize,
-    longest_dashes: usize,
+/// Longer values go straight to the regex scan: they usually hold what some
+/// pattern needs, and the per-class counts below fit in one byte each.
+const PREFILTER_MAX: usize = 255;
+
+// Lanes of the packed per-class counters, one byte each.
+const DIGIT: u64 = 1;
+const DOT: u64 = 1 << 8;
+const DASH: u64 = 1 << 16;
+const UPPER: u64 = 1 << 24;
+const ALNUM: u64 = 1 << 32;
+const WORD: u64 = 1 << 40;
+// Flags, or-ed together.
+const AT: u8 = 1;
+const PLUS: u8 = 2;
+/// `_`, `-` or `z`: every secret-key prefix holds one (`AIza` the `z`).
+const KEYISH: u8 = 4;
+const NON_ASCII: u8 = 8;
+
+/// Per byte value: the counter lanes it adds to, and its flags.
+const CLASSES: [(u64, u8); 256] = {
+    let mut t = [(0u64, 0u8); 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut inc = 0;
+        let mut flags = 0;
+        if c.is_ascii_digit() {
+            inc |= DIGIT | ALNUM | WORD;
+        }
+        if c.is_ascii_alphabetic() {
+            inc |= ALNUM | WORD;
+        }
+        if c.is_ascii_uppercase() {
+            inc |= UPPER;
+        }
+        match c {
+            b'.' => inc |= DOT,
+            b'-' => {
+                inc |= DASH | WORD;
+                flags |= KEYISH;
+            }
+            b'_' => {
+                inc |= WORD;
+                flags |= KEYISH;
+            }
+            b'z' | b'Z' => flags |= KEYISH,
+            b'@' => flags |= AT,
+            b'+' => flags |= PLUS,
+            _ => {}
+        }
+        if !c.is_ascii() {
+            flags |= NON_ASCII;
+        }
+        t[b] = (inc, flags);
+        b += 1;
+    }
+    t
+};
+
+/// What a value's ASCII bytes hold, as far as the built-in patterns care:
+/// counts per class from one table-driven pass, and the value itself for
+/// the few patterns whose test needs to look at runs. Every condition built
+/// on it is a necessary one, so a detector whose condition fails cannot
+/// match.
+struct Profile<'a> {
+    counts: u64,
+    flags: u8,
+    value: &'a [u8],
 }
 
-impl Profile {
-    /// `None` when the value holds a non-ASCII byte: Unicode digits and
-    /// case folding widen what the patterns match, so such values are
-    /// always scanned.
-    fn of(value: &[u8]) -> Option<Self> {
-        let mut p = Self::default();
-        let (mut alnum, mut word, mut dashes) = (0usize, 0usize, 0usize);
-        // The classes of the last two bytes: 1 upper-case letter, 2 digit.
-        let (mut prev2, mut prev1, mut prev0) = (0u8, 0u8, 0u8);
-        for &b in value {
-            if !b.is_ascii() {
-                return None;
-            }
-            let class = if b.is_ascii_uppercase() {
-                1
-            } else if b.is_ascii_digit() {
-                p.digits += 1;
-                2
-            } else {
-                0
-            };
-            if class == 2 && prev0 == 2 && prev1 == 1 && prev2 == 1 {
-                p.upper_upper_digit_digit = true;
-            }
-            (prev2, prev1, prev0) = (prev1, prev0, class);
-            match b {
-                b'.' => p.dots += 1,
-                b'@' => p.at = true,
-                b'+' => p.plus = true,
-                _ => {}
-            }
-            alnum = if b.is_ascii_alphanumeric() {
-                alnum + 1
-            } else {
-                0
-            };
-            word = if word > 0 && (b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                word + 1
-            } else {
-                usize::from(b.is_ascii_alphabetic())
-            };
-            dashes = if b == b'-' { dashes + 1 } else { 0 };
-            p.longest_alnum = p.longest_alnum.max(alnum);
-            p.longest_word = p.longest_word.max(word);
-            p.longest_dashes = p.longest_dashes.max(dashes);
+impl<'a> Profile<'a> {
+    /// `None` when the value is long or holds a non-ASCII byte: Unicode
+    /// digits and case folding widen what the patterns match, so such values
+    /// are always scanned.
+    fn of(value: &'a [u8]) -> Option<Self> {
+        if value.len() > PREFILTER_MAX {
+            return None;
         }
-        Some(p)
+        let (mut counts, mut flags) = (0u64, 0u8);
+        for &b in value {
+            let (inc, f) = CLASSES[usize::from(b)];
+            counts += inc;
+            flags |= f;
+        }
+        (flags & NON_ASCII == 0).then_some(Self {
+            counts,
+            flags,
+            value,
+        })
+    }
+
+    fn count(&self, lane: u64) -> u64 {
+        (self.counts / lane) & 0xff
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn digits(&self) -> u64 {
+        self.count(DIGIT)
+    }
+
+    /// Email: an `@` and a dot after it.
+    fn email(&self) -> bool {
+        self.has(AT) && self.count(DOT) >= 1
+    }
+
+    /// Phone numbers: with a country code at least 6 digits, without 10.
+    fn phone(&self) -> bool {
+        self.digits() >= 10 || (self.has(PLUS) && self.digits() >= 6)
+    }
+
+    /// IBAN: two upper-case letters directly followed by two digits.
+    fn iban(&self) -> bool {
+        self.digits() >= 2
+            && self.count(UPPER) >= 2
+            && self.value.windows(4).any(|w| {
+                w[0].is_ascii_uppercase()
+                    && w[1].is_ascii_uppercase()
+                    && w[2].is_ascii_digit()
+                    && w[3].is_ascii_digit()
+            })
+    }
+
+    /// AWS access key ids: 20 letters and digits in a row.
+    fn aws_key(&self) -> bool {
+        self.count(ALNUM) >= 20
+            && self
+                .value
+                .split(|b| !b.is_ascii_alphanumeric())
+                .any(|run| run.len() >= 20)
+    }
+
+    /// JWTs: `eyJ…` twice, each part ended by a dot.
+    fn jwt(&self) -> bool {
+        self.count(DOT) >= 2 && self.count(WORD) >= 6
+    }
+
+    /// Private key blocks: `-----BEGIN … PRIVATE KEY-----`.
+    fn private_key(&self) -> bool {
+        self.count(DASH) >= 10
+    }
+
+    /// Secret-key shapes: a prefix (at least 3 letters, and `_`, `-` or
+    /// `z`) and 6 more of `[A-Za-z0-9_-]`.
+    fn secret_key(&self) -> bool {
+        self.has(KEYISH) && self.count(WORD) >= 10 && self.count(ALNUM) - self.digits() >= 3
     }
 }
 
@@ -523,6 +607,11 @@ mod tests {
     #[test]
     fn the_prefilter_skips_plain_values_and_keeps_every_finding() {
         let d = all();
+        assert!(
+            d.may_match("Alice ".repeat(50).as_bytes()),
+            "long values are scanned"
+        );
+        assert!(!d.may_match("Alice ".repeat(42).as_bytes()));
         for v in [
             "Alice Wonder",
             "paid 120.50",

@@ -198,32 +198,29 @@ impl ExecMask {
 
     fn rewrite(&mut self, values: &[Option<&[u8]>], actions: &[ColumnAction]) -> Option<Frame> {
         let set = Arc::clone(&self.plan.set);
-        let mut out: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut changed = false;
+        // The new row, begun only once a value changes: rows with nothing
+        // to mask (the common case) are forwarded as they came.
+        let mut out: Option<RowWriter> = None;
         let mut hits: Vec<Hit> = Vec::new();
         for (i, (v, a)) in values.iter().zip(actions).enumerate() {
-            let new = match (v, a) {
-                (None, _) => None,
+            let new: Option<Option<Vec<u8>>> = match (v, a) {
+                (None, _) | (Some(_), ColumnAction::Pass { scan: false }) => None,
                 (Some(v), ColumnAction::Pass { scan: true }) => {
                     let mut scrubbed: Option<Vec<u8>> = None;
-                    for (policy, (_, m)) in set.policies.iter().enumerate() {
+                    for (_, m) in &set.policies {
                         let input = scrubbed.as_deref().unwrap_or(v);
-                        let before = hits.len();
                         if let Some(s) = m.detectors.scrub(input, &mut hits) {
                             scrubbed = Some(s);
                         }
-                        for h in &hits[before..] {
+                        for h in hits.drain(..) {
                             *self
                                 .counts
                                 .entry(format!("detector:{}", m.detectors.name(h.detector)))
                                 .or_default() += 1;
                         }
-                        let _ = policy;
                     }
-                    hits.clear();
                     scrubbed.map(Some)
                 }
-                (Some(_), ColumnAction::Pass { scan: false }) => None,
                 (Some(v), ColumnAction::Mask { taint, text }) => {
                     let (key, masked) = match taint {
                         Taint::Column(r) => {
@@ -240,27 +237,57 @@ impl ExecMask {
                     Some(if *text { masked } else { None })
                 }
             };
-            if new.is_some() && !changed {
-                changed = true;
-                out = values[..i].iter().map(|v| v.map(<[u8]>::to_vec)).collect();
-            }
-            if changed {
-                out.push(match new {
-                    Some(n) => n,
-                    None => v.map(<[u8]>::to_vec),
-                });
+            match (new, out.as_mut()) {
+                (Some(n), Some(w)) => w.push(n.as_deref()),
+                (Some(n), None) => {
+                    let mut w = RowWriter::new(values.len());
+                    values[..i].iter().for_each(|v| w.push(*v));
+                    w.push(n.as_deref());
+                    out = Some(w);
+                }
+                (None, Some(w)) => w.push(*v),
+                (None, None) => {}
             }
         }
-        if !changed {
-            return None;
-        }
-        let body = wire::encode_data_row(out.iter().map(|v| v.as_deref()));
-        Some(Frame::new(b'D', &body))
+        out.map(RowWriter::finish)
     }
 
     /// An ErrorResponse or NoticeResponse: the frame to send instead.
     pub fn on_notice(&mut self, tag: u8, body: &[u8]) -> Option<Frame> {
         scrub_notice(&self.plan, tag, body, &mut self.counts)
+    }
+}
+
+/// A DataRow written straight into its outgoing frame.
+struct RowWriter {
+    raw: bytes::BytesMut,
+}
+
+impl RowWriter {
+    fn new(width: usize) -> Self {
+        let mut raw = bytes::BytesMut::with_capacity(64 + width * 32);
+        raw.extend_from_slice(&[b'D', 0, 0, 0, 0]);
+        raw.extend_from_slice(&i16::try_from(width).unwrap_or(i16::MAX).to_be_bytes());
+        Self { raw }
+    }
+
+    fn push(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.raw.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(v) => {
+                let len = i32::try_from(v.len()).unwrap_or(i32::MAX);
+                self.raw.extend_from_slice(&len.to_be_bytes());
+                self.raw.extend_from_slice(v);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Frame {
+        let len = u32::try_from(self.raw.len() - 1).unwrap_or(u32::MAX);
+        self.raw[1..5].copy_from_slice(&len.to_be_bytes());
+        Frame {
+            raw: self.raw.freeze(),
+        }
     }
 }
 
