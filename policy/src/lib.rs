@@ -10,6 +10,7 @@
 //!   policy the most restrictive matching rule wins.
 //! - [`mask`] says which result values are masked, and how.
 //! - [`grants`] says whether an access grant covers a statement.
+//! - [`http`] decides requests to HTTP targets and masks their responses.
 
 pub mod cache;
 pub mod classify;
@@ -17,6 +18,7 @@ pub mod compile;
 mod decision;
 pub mod engine;
 pub mod grants;
+pub mod http;
 pub mod lexer;
 pub mod mask;
 pub mod model;
@@ -25,3 +27,4 @@ pub use cache::DecisionCache;
 pub use compile::{Policy, PolicyError};
 pub use decision::{Decision, Delivery, Subject, Verdict};
 pub use engine::{Check, PolicySet};
+pub use http::{HttpDecision, HttpRequest};

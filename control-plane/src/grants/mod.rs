@@ -163,7 +163,12 @@ impl ControlPlane {
             let Ok(p) = Policy::from_yaml(&stored.source) else {
                 continue;
             };
-            let has_rule = |s: &str| p.doc.statements.rules.iter().any(|r| r.name == s);
+            let has_rule = |s: &str| {
+                p.doc
+                    .statements
+                    .as_ref()
+                    .is_some_and(|st| st.rules.iter().any(|r| r.name == s))
+            };
             if p.applies(&subject) && scope.is_none_or(has_rule) {
                 return Ok(p);
             }
