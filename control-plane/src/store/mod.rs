@@ -27,7 +27,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{API_KEY_PREFIX, ApiKey, CreatedApiKey};
 pub use approvals::{Approval, ApprovalEntry, NewApproval, Transition};
 pub use audit::EventRecord;
-pub use events::{EventKind, ResultSample, StoredEvent};
+pub use events::{EventKind, HttpExchange, ResultSample, StoredEvent};
 pub use join_tokens::{JoinToken, NewJoinToken};
 pub use nodes::Node;
 pub use policies::{PolicyVersion, PutMode, StoredPolicy};
@@ -36,7 +36,7 @@ pub use service_accounts::{
     ServiceAccount,
 };
 pub use sessions::{SessionFilter, SessionRow};
-pub use targets::{NewTarget, Target, TargetLogin};
+pub use targets::{HttpSettings, NewTarget, Target, TargetLogin};
 pub use tokens::IssuedTokenRecord;
 
 /// Why a store operation failed.
