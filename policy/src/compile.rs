@@ -86,6 +86,8 @@ pub struct Policy {
     pub(crate) rules: Vec<Rule>,
     /// Result masking, if the policy masks or detects anything.
     pub(crate) masking: Option<std::sync::Arc<crate::mask::Masking>>,
+    /// HTTP rules, if the policy has an `http:` section.
+    pub(crate) http: Option<std::sync::Arc<crate::http::HttpRules>>,
 }
 
 impl Policy {
@@ -117,7 +119,14 @@ impl Policy {
         check_name("name", &doc.name)?;
         check_approval(&doc.approval)?;
         let targets = globs("applies_to.targets", &doc.applies_to.targets, |_| Ok(()))?;
-        let s = &doc.statements;
+        if doc.statements.is_none() && doc.http.is_none() {
+            return Err(err(
+                "statements",
+                "a policy needs statements:, http: or both",
+            ));
+        }
+        let empty = crate::model::StatementsDoc::default();
+        let s = doc.statements.as_ref().unwrap_or(&empty);
         let functions = match (&s.functions.allow, &s.functions.deny) {
             (Some(_), Some(_)) => {
                 return Err(err("statements.functions", "give allow or deny, not both"));
@@ -162,8 +171,24 @@ impl Policy {
         let masking = crate::mask::Masking::compile(&doc.masking)
             .map_err(|e| err(e.path, e.message))?
             .map(std::sync::Arc::new);
+        let http = match &doc.http {
+            None => None,
+            Some(h) => {
+                for (i, r) in h.rules.iter().enumerate() {
+                    check_name(&format!("http.rules[{i}].name"), &r.name)?;
+                }
+                let key = doc.masking.hash_key.as_deref().map(str::as_bytes);
+                Some(std::sync::Arc::new(crate::http::compile(
+                    &doc.name,
+                    h,
+                    masking.as_ref(),
+                    key,
+                )?))
+            }
+        };
         Ok(Self {
             masking,
+            http,
             targets,
             groups: doc.applies_to.groups.clone(),
             functions,
@@ -181,7 +206,20 @@ impl Policy {
 
     /// The multi-statement mode.
     pub(crate) fn multi(&self) -> MultiStatement {
-        self.doc.statements.multi_statement
+        self.doc
+            .statements
+            .as_ref()
+            .map_or(MultiStatement::AllAllowed, |s| s.multi_statement)
+    }
+
+    /// Whether the policy decides SQL statements (has `statements:`).
+    pub fn decides_sql(&self) -> bool {
+        self.doc.statements.is_some()
+    }
+
+    /// Whether the policy decides HTTP requests (has `http:`).
+    pub fn decides_http(&self) -> bool {
+        self.http.is_some()
     }
 }
 
@@ -252,7 +290,7 @@ fn check_approval(a: &crate::model::ApprovalDoc) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {
+pub(crate) fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name

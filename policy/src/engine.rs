@@ -179,7 +179,13 @@ impl Policy {
         }
         match best {
             Some(r) => (r.decision, Some(r)),
-            None => (self.doc.statements.default, None),
+            None => (
+                self.doc
+                    .statements
+                    .as_ref()
+                    .map_or(Verdict::Deny, |s| s.default),
+                None,
+            ),
         }
     }
 
@@ -345,7 +351,10 @@ impl PolicySet {
     /// Decides `text` for `subject` and returns the classification too. Every
     /// policy that applies must allow; the most restrictive answer wins.
     pub fn check(&self, subject: &Subject<'_>, text: &str) -> Check {
-        let applicable: Vec<&Policy> = self.policies().filter(|p| p.applies(subject)).collect();
+        let applicable: Vec<&Policy> = self
+            .policies()
+            .filter(|p| p.decides_sql() && p.applies(subject))
+            .collect();
         let names = applicable.iter().map(|p| p.name().to_owned()).collect();
         let parsed = match classify::parse(text) {
             Ok(s) => s,

@@ -9,12 +9,14 @@
 //! - [`engine`] decides: every applicable policy must allow, and within a
 //!   policy the most restrictive matching rule wins.
 //! - [`mask`] says which result values are masked, and how.
+//! - [`http`] decides requests to HTTP targets and masks their responses.
 
 pub mod cache;
 pub mod classify;
 pub mod compile;
 mod decision;
 pub mod engine;
+pub mod http;
 pub mod lexer;
 pub mod mask;
 pub mod model;
@@ -23,3 +25,4 @@ pub use cache::DecisionCache;
 pub use compile::{Policy, PolicyError};
 pub use decision::{Decision, Delivery, Subject, Verdict};
 pub use engine::{Check, PolicySet};
+pub use http::{HttpDecision, HttpRequest};

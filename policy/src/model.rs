@@ -27,8 +27,14 @@ pub struct PolicyDoc {
     /// How statements governed by this policy reach the audit trail.
     #[serde(default)]
     pub audit: AuditDoc,
-    /// Rules for SQL statements.
-    pub statements: StatementsDoc,
+    /// Rules for SQL statements. A policy without them decides nothing for
+    /// database targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<StatementsDoc>,
+    /// Rules for HTTP requests. A policy without them decides nothing for
+    /// HTTP targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http::HttpDoc>,
     /// Result masking: masked columns and detectors.
     #[serde(default)]
     pub masking: crate::mask::model::MaskingDoc,
@@ -334,4 +340,18 @@ pub struct RuleDoc {
     /// Why, added to the decision message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl Default for StatementsDoc {
+    /// Denies everything.
+    fn default() -> Self {
+        Self {
+            default: deny(),
+            multi_statement: MultiStatement::default(),
+            functions: FunctionsDoc::default(),
+            settings: SettingsDoc::default(),
+            tables: BTreeMap::new(),
+            rules: Vec::new(),
+        }
+    }
 }

@@ -171,18 +171,17 @@ impl Detectors {
         self.detectors.get(index).map_or("?", |d| d.name.as_str())
     }
 
-    /// The value with every detected span replaced by `[name]`, or `None`
-    /// when nothing was found (the value goes out unchanged). `hits` gets one
-    /// entry per replaced span.
-    pub fn scrub(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
+    /// Every detected span in `value` as `(start, end, detector)`, sorted
+    /// by start; spans may overlap.
+    pub fn spans(&self, value: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         if self.detectors.is_empty() {
-            return None;
+            return spans;
         }
         let matched = self.set.matches(value);
         if !matched.matched_any() {
-            return None;
+            return spans;
         }
-        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
         for i in matched.iter() {
             let d = &self.detectors[i];
             for m in d.regex.find_iter(value) {
@@ -196,26 +195,46 @@ impl Detectors {
                 }
             }
         }
+        spans.sort_unstable();
+        spans
+    }
+
+    /// The value with every detected span replaced by `[name]`, or `None`
+    /// when nothing was found (the value goes out unchanged). `hits` gets one
+    /// entry per replaced span.
+    pub fn scrub(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
+        let spans = self.spans(value);
         if spans.is_empty() {
             return None;
         }
-        spans.sort_unstable();
         let mut out = Vec::with_capacity(value.len());
+        self.replace(value, &spans, &mut out, hits);
+        Some(out)
+    }
+
+    /// Writes `value` to `out` with `spans` (from [`Detectors::spans`])
+    /// replaced by `[name]`; overlapping spans are merged into the first.
+    pub fn replace(
+        &self,
+        value: &[u8],
+        spans: &[(usize, usize, usize)],
+        out: &mut Vec<u8>,
+        hits: &mut Vec<Hit>,
+    ) {
         let mut at = 0;
-        for (start, end, i) in spans {
+        for &(start, end, i) in spans {
             if end <= at {
                 continue;
             }
             let start = start.max(at);
             out.extend_from_slice(&value[at..start]);
             out.push(b'[');
-            out.extend_from_slice(self.detectors[i].name.as_bytes());
+            out.extend_from_slice(self.name(i).as_bytes());
             out.push(b']');
             hits.push(Hit { detector: i });
             at = end;
         }
         out.extend_from_slice(&value[at..]);
-        Some(out)
     }
 }
 

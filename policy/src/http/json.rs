@@ -1,0 +1,679 @@
+//! Streaming JSON masking: a small incremental tokenizer that tracks where
+//! each value sits, masks the values policies name and runs the detectors
+//! on every string (and number) value. Chunks may split anywhere, inside
+//! strings and escapes included. A value that may be masked is held back
+//! whole until its end, so no byte of it is ever sent unmasked; everything
+//! else streams through as received. Object keys are not scanned by
+//! detectors (they name fields, they do not carry data).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::jsonpath::Elem;
+use super::response::Plan;
+use crate::mask::Mask;
+use crate::mask::detect::Hit;
+use crate::mask::rules::REDACTED;
+
+/// The deepest nesting accepted.
+pub const MAX_DEPTH: usize = 128;
+
+/// The longest string held back for masking, detection or as a key.
+pub const MAX_STRING: usize = 16 * 1024 * 1024;
+
+/// The longest number accepted.
+const MAX_NUMBER: usize = 1024;
+
+/// Why a body cannot be masked; the node then fails the response closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpMaskError {
+    /// Not JSON.
+    #[error("the response is not valid JSON ({0})")]
+    Invalid(&'static str),
+    /// Nested deeper than the limit.
+    #[error("the response nests JSON deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A single string (or number) longer than the limit.
+    #[error("the response has a JSON value longer than the limit")]
+    TooLong,
+    /// The body ended inside a value.
+    #[error("the response ended inside a JSON value")]
+    Truncated,
+    /// The plan refuses every body.
+    #[error("the response is refused")]
+    Closed,
+}
+
+/// A container being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    Object,
+    Array,
+}
+
+/// Inside a string: where an escape is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    None,
+    Backslash,
+    /// Hex digits of `\u` still to come.
+    Unicode(u8),
+}
+
+/// What the tokenizer expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A value (start of document, after `:` or `,` in an array).
+    Value,
+    /// After `[`: a value or `]`.
+    ArrayFirst,
+    /// After `{`: a key or `}`.
+    ObjectFirst,
+    /// After `,` in an object: a key.
+    Key,
+    /// After a key: `:`.
+    Colon,
+    /// After a value: `,`, a closing bracket, or the end.
+    After,
+    /// Inside a string.
+    Str { key: bool, held: bool, esc: Esc },
+    /// Inside a number (held in `buf`).
+    Num,
+    /// Inside `true`, `false` or `null`: the word and how much is read.
+    Lit(&'static [u8], u8),
+    /// The document is complete: only whitespace may follow.
+    End,
+    /// An error was returned; every later call returns it again.
+    Failed,
+}
+
+/// Masks a JSON body chunk by chunk.
+#[derive(Debug)]
+pub struct JsonMasker {
+    plan: Arc<Plan>,
+    counts: BTreeMap<String, u64>,
+    state: State,
+    stack: Vec<Frame>,
+    path: Vec<Elem>,
+    /// The held-back value or key (raw bytes, quotes included for strings).
+    buf: Vec<u8>,
+    /// The mask of the value being read, if any.
+    mask: Option<usize>,
+    /// Depth at which a masked container started: nothing is sent until
+    /// it closes, then its replacement.
+    suppress: Option<(usize, usize)>,
+    hits: Vec<Hit>,
+    /// The error returned, once one was.
+    error: Option<HttpMaskError>,
+}
+
+impl JsonMasker {
+    pub(crate) fn new(plan: Arc<Plan>) -> Self {
+        let (state, error) = if plan.closed {
+            (State::Failed, Some(HttpMaskError::Closed))
+        } else {
+            (State::Value, None)
+        };
+        Self {
+            plan,
+            counts: BTreeMap::new(),
+            state,
+            stack: Vec::new(),
+            path: Vec::new(),
+            buf: Vec::new(),
+            mask: None,
+            suppress: None,
+            hits: Vec::new(),
+            error,
+        }
+    }
+
+    fn fail(&mut self, e: HttpMaskError) -> HttpMaskError {
+        self.state = State::Failed;
+        self.error = Some(e.clone());
+        e
+    }
+
+    fn failed(&self) -> Option<HttpMaskError> {
+        match self.state {
+            State::Failed => Some(self.error.clone().unwrap_or(HttpMaskError::Closed)),
+            _ => None,
+        }
+    }
+
+    /// Masks the next chunk, appending what may be sent to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        self.run(chunk, out).map_err(|e| self.fail(e))
+    }
+
+    /// Ends the body, appending what is left to `out`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        if self.state == State::Num {
+            self.end_number(out).map_err(|e| self.fail(e))?;
+        }
+        match self.state {
+            State::End => Ok(()),
+            _ => Err(self.fail(HttpMaskError::Truncated)),
+        }
+    }
+
+    /// Values masked so far, by rule (`json:<policy>:<path>`) and detector
+    /// (`detector:<name>`).
+    pub fn counts(&self) -> &BTreeMap<String, u64> {
+        &self.counts
+    }
+
+    fn emit(&self, out: &mut Vec<u8>, bytes: &[u8]) {
+        if self.suppress.is_none() {
+            out.extend_from_slice(bytes);
+        }
+    }
+
+    fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            match self.state {
+                State::Str { key, held, esc } => {
+                    i = self.string(chunk, i, key, held, esc, out)?;
+                    continue;
+                }
+                State::Num => {
+                    if matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                        self.buf.push(b);
+                        if self.buf.len() > MAX_NUMBER {
+                            return Err(HttpMaskError::TooLong);
+                        }
+                        i += 1;
+                    } else {
+                        // The byte ends the number and is read again.
+                        self.end_number(out)?;
+                    }
+                    continue;
+                }
+                State::Lit(word, at) => {
+                    if word.get(usize::from(at)) != Some(&b) {
+                        return Err(HttpMaskError::Invalid("bad literal"));
+                    }
+                    self.buf.push(b);
+                    i += 1;
+                    if usize::from(at) + 1 == word.len() {
+                        self.end_literal(out);
+                    } else {
+                        self.state = State::Lit(word, at + 1);
+                    }
+                    continue;
+                }
+                State::Failed => return Err(HttpMaskError::Closed),
+                _ => {}
+            }
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                let start = i;
+                while i < chunk.len() && matches!(chunk[i], b' ' | b'\t' | b'\n' | b'\r') {
+                    i += 1;
+                }
+                self.emit(out, &chunk[start..i]);
+                continue;
+            }
+            i += 1;
+            match self.state {
+                State::Value => self.value(b, out)?,
+                State::ArrayFirst if b == b']' => self.close(Frame::Array, out)?,
+                State::ArrayFirst => self.value(b, out)?,
+                State::ObjectFirst if b == b'}' => self.close(Frame::Object, out)?,
+                State::ObjectFirst | State::Key if b == b'"' => {
+                    let held = self.suppress.is_none();
+                    if held {
+                        self.buf.clear();
+                        self.buf.push(b);
+                    } else {
+                        self.emit(out, b"\"");
+                    }
+                    self.state = State::Str {
+                        key: true,
+                        held,
+                        esc: Esc::None,
+                    };
+                }
+                State::Colon if b == b':' => {
+                    self.emit(out, b":");
+                    self.state = State::Value;
+                }
+                State::After => self.after(b, out)?,
+                State::End => return Err(HttpMaskError::Invalid("data after the document")),
+                _ => return Err(HttpMaskError::Invalid("unexpected character")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The mask of the value at the current path: the most restrictive of
+    /// the rules selecting it.
+    fn mask_here(&self) -> Option<usize> {
+        if self.suppress.is_some() {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        for (i, m) in self.plan.masks.iter().enumerate() {
+            if m.path.matches(&self.path)
+                && best.is_none_or(|b| rank(&m.mask) < rank(&self.plan.masks[b].mask))
+            {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    fn detects(&self) -> bool {
+        self.suppress.is_none() && !self.plan.detectors.is_empty()
+    }
+
+    /// The first byte of a value.
+    fn value(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        self.mask = self.mask_here();
+        match b {
+            b'"' => {
+                let held = self.mask.is_some() || self.detects();
+                if held {
+                    self.buf.clear();
+                    self.buf.push(b);
+                } else {
+                    self.emit(out, b"\"");
+                }
+                self.state = State::Str {
+                    key: false,
+                    held,
+                    esc: Esc::None,
+                };
+            }
+            b'{' | b'[' => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(HttpMaskError::TooDeep);
+                }
+                if let Some(m) = self.mask {
+                    self.suppress = Some((self.stack.len(), m));
+                }
+                self.emit(out, &[b]);
+                if b == b'{' {
+                    self.stack.push(Frame::Object);
+                    self.path.push(Elem::Key(String::new()));
+                    self.state = State::ObjectFirst;
+                } else {
+                    self.stack.push(Frame::Array);
+                    self.path.push(Elem::Index(0));
+                    self.state = State::ArrayFirst;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                self.buf.clear();
+                self.buf.push(b);
+                self.state = State::Num;
+            }
+            b't' | b'f' | b'n' => {
+                let word: &'static [u8] = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                self.buf.clear();
+                self.buf.push(b);
+                self.state = State::Lit(word, 1);
+            }
+            _ => return Err(HttpMaskError::Invalid("expected a value")),
+        }
+        Ok(())
+    }
+
+    /// After a value: a separator, a closing bracket or the end.
+    fn after(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        match (b, self.stack.last()) {
+            (b',', Some(Frame::Object)) => {
+                self.emit(out, b",");
+                self.state = State::Key;
+            }
+            (b',', Some(Frame::Array)) => {
+                self.emit(out, b",");
+                if let Some(Elem::Index(n)) = self.path.last_mut() {
+                    *n += 1;
+                }
+                self.state = State::Value;
+            }
+            (b']', Some(Frame::Array)) => self.close(Frame::Array, out)?,
+            (b'}', Some(Frame::Object)) => self.close(Frame::Object, out)?,
+            _ => return Err(HttpMaskError::Invalid("unexpected character after a value")),
+        }
+        Ok(())
+    }
+
+    /// Closes the innermost container.
+    fn close(&mut self, frame: Frame, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        if self.stack.pop() != Some(frame) {
+            return Err(HttpMaskError::Invalid("mismatched bracket"));
+        }
+        self.path.pop();
+        self.emit(out, if frame == Frame::Object { b"}" } else { b"]" });
+        if let Some((depth, m)) = self.suppress
+            && depth == self.stack.len()
+        {
+            self.suppress = None;
+            let rule = &self.plan.masks[m];
+            if rule.mask == Mask::Null {
+                out.extend_from_slice(b"null");
+            } else {
+                encode(REDACTED.as_bytes(), out);
+            }
+            *self.counts.entry(rule.counter.clone()).or_insert(0) += 1;
+        }
+        self.value_done();
+        Ok(())
+    }
+
+    /// A value is complete: what follows depends on where it was.
+    fn value_done(&mut self) {
+        self.mask = None;
+        self.state = if self.stack.is_empty() {
+            State::End
+        } else {
+            State::After
+        };
+    }
+
+    /// Reads string bytes from `i`; returns where it stopped.
+    fn string(
+        &mut self,
+        chunk: &[u8],
+        mut i: usize,
+        key: bool,
+        held: bool,
+        mut esc: Esc,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, HttpMaskError> {
+        let start = i;
+        let mut closed = false;
+        while i < chunk.len() {
+            let b = chunk[i];
+            match esc {
+                Esc::None => match b {
+                    b'"' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    b'\\' => esc = Esc::Backslash,
+                    0..=0x1f => {
+                        return Err(HttpMaskError::Invalid("control character in a string"));
+                    }
+                    _ => {}
+                },
+                Esc::Backslash => {
+                    esc = match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Esc::None,
+                        b'u' => Esc::Unicode(4),
+                        _ => return Err(HttpMaskError::Invalid("bad escape")),
+                    }
+                }
+                Esc::Unicode(n) => {
+                    if !b.is_ascii_hexdigit() {
+                        return Err(HttpMaskError::Invalid("bad \\u escape"));
+                    }
+                    esc = if n == 1 {
+                        Esc::None
+                    } else {
+                        Esc::Unicode(n - 1)
+                    };
+                }
+            }
+            i += 1;
+        }
+        let run = &chunk[start..i];
+        if held {
+            if self.buf.len() + run.len() > MAX_STRING {
+                return Err(HttpMaskError::TooLong);
+            }
+            self.buf.extend_from_slice(run);
+        } else {
+            self.emit(out, run);
+        }
+        if !closed {
+            self.state = State::Str { key, held, esc };
+            return Ok(i);
+        }
+        if key {
+            self.end_key(held, out);
+        } else if held {
+            self.end_held_string(out);
+        } else {
+            self.value_done();
+        }
+        Ok(i)
+    }
+
+    fn end_key(&mut self, held: bool, out: &mut Vec<u8>) {
+        let name = if held {
+            let raw = std::mem::take(&mut self.buf);
+            self.emit(out, &raw);
+            let inner = &raw[1..raw.len() - 1];
+            let decoded = decode(inner);
+            String::from_utf8_lossy(&decoded).into_owned()
+        } else {
+            String::new()
+        };
+        if let Some(last) = self.path.last_mut() {
+            *last = Elem::Key(name);
+        }
+        self.state = State::Colon;
+    }
+
+    fn end_held_string(&mut self, out: &mut Vec<u8>) {
+        let raw = std::mem::take(&mut self.buf);
+        let inner = &raw[1..raw.len() - 1];
+        let decoded = decode(inner);
+        if let Some(m) = self.mask {
+            self.apply_mask(m, &decoded, out);
+        } else if let Some(v) = self.scrub(&decoded) {
+            encode(&v, out);
+        } else {
+            out.extend_from_slice(&raw);
+        }
+        self.buf = raw;
+        self.buf.clear();
+        self.value_done();
+    }
+
+    fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Vec<u8>) {
+        let rule = &self.plan.masks[m];
+        match rule.mask.apply(value) {
+            Some(v) => encode(&v, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        *self.counts.entry(rule.counter.clone()).or_insert(0) += 1;
+    }
+
+    /// The value with every detector's finds replaced, or `None` if none
+    /// found anything.
+    fn scrub(&mut self, value: &[u8]) -> Option<Vec<u8>> {
+        if !self.detects() {
+            return None;
+        }
+        let mut current: Option<Vec<u8>> = None;
+        for m in &self.plan.detectors {
+            self.hits.clear();
+            let input = current.as_deref().unwrap_or(value);
+            if let Some(v) = m.detectors.scrub(input, &mut self.hits) {
+                for h in &self.hits {
+                    *self
+                        .counts
+                        .entry(format!("detector:{}", m.detectors.name(h.detector)))
+                        .or_insert(0) += 1;
+                }
+                current = Some(v);
+            }
+        }
+        current
+    }
+
+    fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        let raw = std::mem::take(&mut self.buf);
+        if !valid_number(&raw) {
+            return Err(HttpMaskError::Invalid("bad number"));
+        }
+        self.end_scalar(&raw, out);
+        self.buf = raw;
+        self.buf.clear();
+        self.value_done();
+        Ok(())
+    }
+
+    fn end_literal(&mut self, out: &mut Vec<u8>) {
+        let raw = std::mem::take(&mut self.buf);
+        match self.mask {
+            // Null has nothing to hide; booleans carry no data to detect.
+            Some(_) if raw == b"null" => out.extend_from_slice(b"null"),
+            Some(m) => self.apply_mask(m, &raw, out),
+            None => self.emit(out, &raw),
+        }
+        self.buf = raw;
+        self.buf.clear();
+        self.value_done();
+    }
+
+    /// A number or boolean: masked to the mask's form (a string, or null),
+    /// or scanned by the detectors (a card number sent as a number).
+    fn end_scalar(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        if let Some(m) = self.mask {
+            self.apply_mask(m, raw, out);
+        } else if let Some(v) = self.scrub(raw) {
+            encode(&v, out);
+        } else {
+            self.emit(out, raw);
+        }
+    }
+}
+
+/// Lower is more restrictive: the mask kept when several select a value.
+fn rank(m: &Mask) -> u8 {
+    match m {
+        Mask::Null => 0,
+        Mask::Redact => 1,
+        Mask::Hash(_) => 2,
+        Mask::Email => 3,
+        Mask::KeepFirst(_) | Mask::KeepLast(_) => 4,
+    }
+}
+
+/// The JSON number grammar.
+fn valid_number(s: &[u8]) -> bool {
+    let mut i = 0;
+    if s.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while s.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        _ => return false,
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let d = i;
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == d {
+            return false;
+        }
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let d = i;
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == d {
+            return false;
+        }
+    }
+    i == s.len()
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    let t = std::str::from_utf8(s.get(..4)?).ok()?;
+    u32::from_str_radix(t, 16).ok()
+}
+
+/// The bytes a JSON string's contents (between the quotes, already checked)
+/// stand for. A lone surrogate becomes U+FFFD.
+fn decode(inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let b = inner[i];
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let e = inner.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        let c = match e {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(inner.get(i..).unwrap_or(&[])).unwrap_or(0xfffd);
+                i += 4;
+                let mut code = hi;
+                if (0xd800..0xdc00).contains(&hi)
+                    && inner.get(i) == Some(&b'\\')
+                    && inner.get(i + 1) == Some(&b'u')
+                    && let Some(lo) = hex4(inner.get(i + 2..).unwrap_or(&[]))
+                    && (0xdc00..0xe000).contains(&lo)
+                {
+                    code = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                    i += 6;
+                }
+                let ch = char::from_u32(code).unwrap_or('\u{fffd}');
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                continue;
+            }
+            other => other,
+        };
+        out.push(c);
+    }
+    out
+}
+
+/// A JSON string for `value` (bytes that are not UTF-8 become U+FFFD).
+fn encode(value: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(value);
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
