@@ -4,8 +4,8 @@
 
 use sluice_control_plane::approvals::State;
 use sluice_control_plane::store::{
-    ApprovalEntry, EventKind, HttpSettings, IssuedTokenRecord, NewApproval, NewServiceAccount, NewTarget,
-    PutMode, SessionFilter, Store, StoreError, StoredEvent, TargetLogin, Transition,
+    ApprovalEntry, EventKind, HttpSettings, IssuedTokenRecord, NewApproval, NewServiceAccount,
+    NewTarget, PutMode, SessionFilter, Store, StoreError, StoredEvent, TargetLogin, Transition,
 };
 use sluice_e2e::pg::TestDb;
 

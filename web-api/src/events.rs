@@ -124,7 +124,7 @@ pub enum EventDetail {
         /// For a request through the HTTP gateway: method, normalised path,
         /// query (redacted by policy), status, sizes and masked body samples;
         /// absent for SQL statements.
-        http: Option<HttpDoc>,
+        http: Option<Box<HttpDoc>>,
     },
     /// The session closed.
     SessionEnd {
@@ -364,7 +364,7 @@ mod tests {
                 }),
                 parameters: vec![Some(s()), None],
                 bytes: 1,
-                http: Some(sluice_control_plane::store::HttpExchange {
+                http: Some(Box::new(sluice_control_plane::store::HttpExchange {
                     method: s(),
                     path: s(),
                     query: s(),
@@ -373,7 +373,7 @@ mod tests {
                     response_bytes: 1,
                     request_sample: s(),
                     response_sample: s(),
-                }),
+                })),
             },
             EventKind::SessionEnd {
                 reason: s(),

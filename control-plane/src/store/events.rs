@@ -104,7 +104,7 @@ pub enum EventKind {
         bytes: u64,
         /// For a request through the HTTP gateway: what HTTP adds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        http: Option<HttpExchange>,
+        http: Option<Box<HttpExchange>>,
     },
     /// The session closed.
     SessionEnd {
