@@ -29,6 +29,9 @@ applies_to:
 approval:
   mode: answer
   expires_after: 15m
+masking:
+  detectors:
+    builtin: [email, card, secret_key, aws_access_key, jwt, private_key]
 http:
   default: deny
   rules:
@@ -67,6 +70,9 @@ name: echo
 applies_to:
   groups: ["*"]
   targets: [bin, binb, binh, binq, hang, reset]
+masking:
+  detectors:
+    builtin: [email, card]
 http:
   default: allow
   response:
@@ -406,7 +412,11 @@ async fn json_server_reads_are_masked_writes_wait_for_approval_and_deletes_are_d
         ))
         .await
         .unwrap();
-    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["status"], "intact", "{verified}");
+    assert!(
+        verified["gaps"].as_array().unwrap().is_empty(),
+        "{verified}"
+    );
 }
 
 #[tokio::test]

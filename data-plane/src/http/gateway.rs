@@ -357,7 +357,13 @@ fn decide(
         body: Some(body),
     };
     let http = policies.decide_http(&subject, &req);
-    if http.decision.policy.is_none() && http.decision.verdict != Verdict::Allow {
+    // A request refused before any policy was consulted (bad method or
+    // path) carries no path; one no policy covers carries its path but no
+    // deciding policy: that target is not governed, so nothing is served.
+    if http.decision.policy.is_none()
+        && http.path.is_some()
+        && http.decision.verdict != Verdict::Allow
+    {
         return Err(GatewayError::Unavailable(format!(
             "no policy decides HTTP requests to target \"{}\"; every request is refused",
             ctx.target
