@@ -189,3 +189,69 @@ fn policy_check_exits_two_on_a_bad_policy_or_arguments() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "--policy is required");
 }
+
+fn example_policy(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/policies")
+        .join(name)
+}
+
+#[test]
+fn policy_check_decides_http_requests() {
+    let json = |args: &[&str]| {
+        let out = sluice()
+            .args(["policy", "check", "--format", "json", "--policy"])
+            .arg(example_policy("http-agents.yaml"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let j = json(&["--http", "GET /customers/7?fields=email"]);
+    assert_eq!(j["decision"], "allow");
+    assert_eq!(j["rule"], "read-customers");
+    assert_eq!(j["path"], "/customers/7");
+    assert_eq!(j["policies_applied"][0], "http-agents");
+    let j = json(&["--http", "DELETE /customers/7"]);
+    assert_eq!(j["decision"], "deny");
+    assert_eq!(j["rule"], "no-deletes");
+    let j = json(&["--http", "GET /customers/%2e%2e/admin"]);
+    assert_eq!(j["decision"], "deny");
+    assert!(j["path"].is_null());
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("refund.json");
+    std::fs::write(&body, r#"{"amount": 250}"#).unwrap();
+    let j = json(&["--http", "POST /refunds", "--body", body.to_str().unwrap()]);
+    assert_eq!(j["decision"], "approval");
+    assert_eq!(j["rule"], "large-refunds-need-approval");
+    let out = sluice()
+        .args(["policy", "check", "--http", "PATCH /orders/1", "--policy"])
+        .arg(example_policy("http-agents.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("approval"));
+}
+
+#[test]
+fn policy_check_refuses_a_malformed_http_request_or_both_forms() {
+    for args in [
+        vec!["--http", "GET"],
+        vec!["--http", "GET /a b"],
+        vec!["--http", "GET /a", "--sql", "SELECT 1"],
+        vec!["--body", "x.json", "--sql", "SELECT 1"],
+    ] {
+        let out = sluice()
+            .args(["policy", "check", "--policy"])
+            .arg(example_policy("http-agents.yaml"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

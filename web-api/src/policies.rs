@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use sluice_control_plane::store::{PolicyVersion, PutMode, StoredPolicy};
 use sluice_policy::classify::Statement;
 use sluice_policy::compile::MAX_POLICY_BYTES;
-use sluice_policy::{Check, Decision, Policy, PolicySet, Subject, Verdict};
+use sluice_policy::{
+    Check, Decision, HttpDecision, HttpRequest, Policy, PolicySet, Subject, Verdict,
+};
 use utoipa::ToSchema;
 
 use crate::auth::{AdminOnly, Caller};
@@ -374,12 +376,17 @@ pub(crate) async fn versions(
     )))
 }
 
-/// A statement to decide, and for whom.
+/// A statement or an HTTP request to decide, and for whom.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
-    /// The SQL text, as one client message (it may hold several statements).
-    pub sql: String,
+    /// The SQL text, as one client message (it may hold several
+    /// statements). Give this or `http`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// An HTTP request to decide instead of SQL, for an HTTP target.
+    #[serde(default)]
+    pub http: Option<HttpCheck>,
     /// The target the statement would be sent to.
     pub target: String,
     /// The identity's groups.
@@ -395,6 +402,28 @@ pub struct CheckRequest {
     /// Decide by this unsaved document alone instead of stored policies.
     #[serde(default)]
     pub source: Option<String>,
+}
+
+/// An HTTP request for a dry run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The method as the agent would send it (case matters).
+    pub method: String,
+    /// The path after `/http/{target}`, still percent-encoded.
+    pub path: String,
+    /// The raw query string, without `?`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The request's content type; `application/json` when `body` is not a
+    /// string.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// The request body: a string is taken as the body's text, any other
+    /// JSON value as a JSON body.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<serde_json::Value>,
 }
 
 /// The answer of a dry run; the same document as
@@ -417,6 +446,10 @@ pub struct CheckAnswer {
     /// the text does not parse.
     #[schema(value_type = Vec<Object>)]
     pub statements: Vec<Statement>,
+    /// For an HTTP request: the canonical path that would be forwarded;
+    /// absent for SQL, `null` when the path itself is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Option<String>>,
 }
 
 /// A decision.
@@ -454,6 +487,16 @@ impl CheckAnswer {
             rule: decision.rule,
             policies_applied,
             statements,
+            path: None,
+        }
+    }
+
+    /// The answer for an HTTP request.
+    fn http(d: HttpDecision, policies_applied: Vec<String>) -> Self {
+        let path = d.path;
+        Self {
+            path: Some(path),
+            ..Self::new(d.decision, policies_applied, Vec::new())
         }
     }
 }
@@ -464,9 +507,9 @@ impl From<Check> for CheckAnswer {
     }
 }
 
-/// Decides a statement exactly as a node would, without running it: by
-/// every stored policy (what nodes hold), by some of them, or by an unsaved
-/// document.
+/// Decides a statement (`sql`) or an HTTP request (`http`) exactly as a
+/// node would, without running it: by every stored policy (what nodes
+/// hold), by some of them, or by an unsaved document.
 #[utoipa::path(post, path = "/api/v1/policies/check", operation_id = "check_policy", tag = "policies", security(("bearer" = ["admin"])),
     request_body = CheckRequest,
     responses(
@@ -481,6 +524,20 @@ pub(crate) async fn check(
     State(s): State<AppState>,
     Json(body): Json<CheckRequest>,
 ) -> Result<Json<CheckAnswer>, ApiError> {
+    let what = match (body.sql, body.http) {
+        (Some(sql), None) => Ok(sql),
+        (None, Some(http)) => Err(http),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give sql or http, not both".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "give sql (a statement) or http (a request) to decide".to_owned(),
+            ));
+        }
+    };
     let set = match (body.source, body.policies) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
@@ -506,7 +563,28 @@ pub(crate) async fn check(
         groups: &body.groups,
         target: &body.target,
     };
-    Ok(Json(set.check(&subject, &body.sql).into()))
+    match what {
+        Ok(sql) => Ok(Json(set.check(&subject, &sql).into())),
+        Err(http) => {
+            let (bytes, default_type) = match http.body {
+                None => (None, None),
+                Some(serde_json::Value::String(text)) => (Some(text.into_bytes()), None),
+                Some(v) => (Some(v.to_string().into_bytes()), Some("application/json")),
+            };
+            let req = HttpRequest {
+                method: &http.method,
+                path: &http.path,
+                query: http.query.as_deref(),
+                content_type: http.content_type.as_deref().or(default_type),
+                body: bytes.as_deref(),
+            };
+            let applied = set.http_policies(&subject);
+            Ok(Json(CheckAnswer::http(
+                set.decide_http(&subject, &req),
+                applied,
+            )))
+        }
+    }
 }
 
 /// The stored policies (all, or those named) compiled as a node compiles

@@ -230,6 +230,15 @@ fn plan(applicable: &[(&Policy, &HttpRules)]) -> ResponsePlan {
 }
 
 impl PolicySet {
+    /// Names of the policies that decide HTTP requests for `subject`, in
+    /// order: those that apply and have an `http:` section.
+    pub fn http_policies(&self, subject: &Subject<'_>) -> Vec<String> {
+        self.policies()
+            .filter(|p| p.decides_http() && p.applies(subject))
+            .map(|p| p.name().to_owned())
+            .collect()
+    }
+
     /// Decides one HTTP request for `subject` (its target is the HTTP
     /// target's name). Anything malformed is refused before any rule.
     pub fn decide_http(&self, subject: &Subject<'_>, req: &HttpRequest<'_>) -> HttpDecision {

@@ -16,6 +16,17 @@ async fn openapi_document_describes_the_api() {
     let doc: Value = resp.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 
+    // The dry run takes SQL or an HTTP request.
+    let check = &doc["components"]["schemas"]["CheckRequest"]["properties"];
+    assert!(
+        check["sql"].is_object() && check["http"].is_object(),
+        "{check}"
+    );
+    assert!(
+        doc["components"]["schemas"]["HttpCheck"]["properties"]["method"].is_object(),
+        "HttpCheck described"
+    );
+
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         ("/api/v1/targets", &["get", "post"][..]),

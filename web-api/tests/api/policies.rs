@@ -831,3 +831,55 @@ async fn changes_reach_the_node_snapshot() {
     snapshot_eventually(&api, "no policy", <[_]>::is_empty).await;
     assert!(api.cp.current_snapshot().version > before);
 }
+
+const HTTP_AGENTS: &str = include_str!("../../../examples/policies/http-agents.yaml");
+
+/// The dry run decides HTTP requests as a node would, from stored policies
+/// or an unsaved document, with the same answer as `sluice policy check
+/// --http`.
+#[tokio::test]
+async fn dry_run_decides_http_requests() {
+    let api = Api::sqlite().await;
+    let (status, _) = create_yaml(&api, HTTP_AGENTS).await;
+    assert_eq!(status, 201);
+    let http = |method: &str, path: &str, body: Value| json!({"http": {"method": method, "path": path, "body": body}, "target": "crm"});
+    let a = dry_run(&api, http("GET", "/customers/7", Value::Null)).await;
+    assert_eq!(a["decision"], "allow", "{a}");
+    assert_eq!(a["rule"], "read-customers");
+    assert_eq!(a["path"], "/customers/7");
+    assert_eq!(a["policies_applied"], json!(["http-agents"]));
+    let a = dry_run(&api, http("DELETE", "/customers/7", Value::Null)).await;
+    assert_eq!(a["decision"], "deny", "{a}");
+    assert_eq!(a["rule"], "no-deletes");
+    let a = dry_run(&api, http("POST", "/refunds", json!({"amount": 500}))).await;
+    assert_eq!(a["decision"], "approval", "{a}");
+    assert_eq!(a["rule"], "large-refunds-need-approval");
+    let a = dry_run(&api, http("GET", "/customers/%2e%2e/admin", Value::Null)).await;
+    assert_eq!(a["decision"], "deny", "{a}");
+    assert!(a["path"].is_null(), "{a}");
+    assert!(a["reasons"][0].as_str().unwrap().contains("'..'"), "{a}");
+    // SQL answers keep their shape: no path.
+    let a = dry_run(&api, json!({"sql": "SELECT 1", "target": "crm"})).await;
+    assert!(a.get("path").is_none(), "{a}");
+    // An unsaved document that only decides SQL gives no HTTP access.
+    let a = dry_run(
+        &api,
+        json!({"http": {"method": "GET", "path": "/"}, "target": "crm", "source": reads_for("x", "agents")}),
+    )
+    .await;
+    assert_eq!(a["decision"], "deny", "{a}");
+    assert_eq!(a["policies_applied"], json!([]));
+    for body in [
+        json!({"sql": "SELECT 1", "http": {"method": "GET", "path": "/"}, "target": "crm"}),
+        json!({"http": {"method": "GET"}, "target": "crm"}),
+        json!({"http": {"method": "GET", "path": "/", "verb": "x"}, "target": "crm"}),
+    ] {
+        let resp = api
+            .req(Method::POST, "/api/v1/policies/check")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400).await;
+    }
+}
