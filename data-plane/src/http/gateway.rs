@@ -458,6 +458,8 @@ async fn forward(
             );
         }
         Ok(Err(e)) => {
+            // Without the URL: with query placement it carries the credential.
+            let e = e.without_url();
             tracing::warn!(error = %e, target_name = %target.0.name, "upstream request failed");
             let why = if e.is_connect() {
                 "the gateway could not connect to the upstream"

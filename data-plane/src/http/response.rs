@@ -253,6 +253,9 @@ struct Pipe {
     stall: Duration,
     record: Record,
     done: bool,
+    /// Bytes received from the upstream: an empty body has nothing to mask
+    /// (and is no invalid JSON document).
+    received: u64,
 }
 
 fn failed(p: &mut Pipe, why: &str) -> std::io::Error {
@@ -282,6 +285,7 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
                 return Some((Err(e), p));
             }
             Ok(Some(Ok(chunk))) => {
+                p.received += chunk.len() as u64;
                 if let Err(e) = p.masker.push(&chunk, &mut masked) {
                     let e = failed(&mut p, &format!("the response could not be masked: {e}"));
                     return Some((Err(e), p));
@@ -292,7 +296,9 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
                 }
             }
             Ok(None) => {
-                if let Err(e) = p.masker.finish(&mut masked) {
+                if p.received > 0
+                    && let Err(e) = p.masker.finish(&mut masked)
+                {
                     let e = failed(&mut p, &format!("the response could not be masked: {e}"));
                     return Some((Err(e), p));
                 }
@@ -343,6 +349,7 @@ pub fn stream(
         stall,
         record,
         done: false,
+        received: 0,
     };
     let body = Body::from_stream(futures::stream::unfold(pipe, step));
     let mut resp = Response::new(body);
