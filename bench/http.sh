@@ -72,6 +72,9 @@ wait_http "http://127.0.0.1:$NG_PORT/customers/1"
 cat >"$WORK/policy.yaml" <<'YAML'
 name: bench
 applies_to: { groups: ["*"], targets: [crm] }
+masking:
+  detectors:
+    builtin: [email, card, secret_key, aws_access_key, jwt, private_key]
 http:
   default: deny
   rules:
