@@ -66,8 +66,12 @@ fuzz_target!(|data: &[u8]| {
     let (a, b) = body.split_at(at);
     assert_eq!(run(&[a, b]), whole, "chunking changes nothing");
     if let Some(out) = whole {
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("output is JSON");
-        check(&v);
+        match serde_json::from_slice::<serde_json::Value>(&out) {
+            Ok(v) => check(&v),
+            // Only what the input already had (a lone surrogate escape,
+            // which the masker passes on as received).
+            Err(_) => assert!(serde_json::from_slice::<serde_json::Value>(body).is_err()),
+        }
         // A secret only ever appears where no mask applies.
         if !body.windows(MARKER.len()).any(|w| w == MARKER) {
             assert!(!out.windows(MARKER.len()).any(|w| w == MARKER));

@@ -256,7 +256,7 @@ impl JsonMasker {
     /// The mask of the value at the current path: the most restrictive of
     /// the rules selecting it.
     fn mask_here(&self) -> Option<usize> {
-        if self.suppress.is_some() {
+        if self.suppress.is_some() || self.plan.masks.is_empty() {
             return None;
         }
         let mut best: Option<usize> = None;
@@ -455,18 +455,23 @@ impl JsonMasker {
     }
 
     fn end_key(&mut self, held: bool, out: &mut Vec<u8>) {
-        let name = if held {
-            let raw = std::mem::take(&mut self.buf);
-            self.emit(out, &raw);
-            let inner = &raw[1..raw.len() - 1];
-            let decoded = decode(inner);
-            String::from_utf8_lossy(&decoded).into_owned()
-        } else {
-            String::new()
-        };
-        if let Some(last) = self.path.last_mut() {
-            *last = Elem::Key(name);
+        let raw = std::mem::take(&mut self.buf);
+        if let Some(Elem::Key(name)) = self.path.last_mut() {
+            name.clear();
+            if held {
+                let inner = &raw[1..raw.len() - 1];
+                if inner.contains(&b'\\') {
+                    name.push_str(&String::from_utf8_lossy(&decode(inner)));
+                } else {
+                    name.push_str(&String::from_utf8_lossy(inner));
+                }
+            }
         }
+        if held {
+            self.emit(out, &raw);
+        }
+        self.buf = raw;
+        self.buf.clear();
         self.state = State::Colon;
     }
 

@@ -96,12 +96,28 @@ impl JsonPath {
 
     /// Whether the value at `path` is selected.
     pub fn matches(&self, path: &[Elem]) -> bool {
+        // Which prefixes of `path` the steps so far match: on the stack for
+        // the depths a JSON body may reach, so matching allocates nothing.
+        const ROW: usize = 160;
+        if path.len() < ROW {
+            let mut row = [false; ROW];
+            let mut next = [false; ROW];
+            self.run(path, &mut row, &mut next)
+        } else {
+            let mut row = vec![false; path.len() + 1];
+            let mut next = vec![false; path.len() + 1];
+            self.run(path, &mut row, &mut next)
+        }
+    }
+
+    fn run<'a>(&self, path: &[Elem], mut row: &'a mut [bool], mut next: &'a mut [bool]) -> bool {
         let n = path.len();
-        let mut row = vec![false; n + 1];
+        row[..=n].fill(false);
         row[0] = true;
         for step in &self.steps {
-            let mut next = vec![false; n + 1];
+            next[..=n].fill(false);
             let mut reach = false;
+            let mut any = false;
             for j in 0..n {
                 reach |= row[j];
                 let hit = match (step, &path[j]) {
@@ -113,9 +129,13 @@ impl JsonPath {
                 };
                 if hit {
                     next[j + 1] = true;
+                    any = true;
                 }
             }
-            row = next;
+            if !any {
+                return false;
+            }
+            std::mem::swap(&mut row, &mut next);
         }
         row[n]
     }
