@@ -61,7 +61,7 @@ start() { # name port
   "$BIN" --log-level warn dev --no-demo --data-dir "$WORK/$1" \
     --target "bench=postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable" \
     --policy "$WORK/$1.yaml" \
-    --pg-listen 127.0.0.1:$2 --http-listen 127.0.0.1:0 \
+    --pg-listen 127.0.0.1:$2 --http-listen 127.0.0.1:0 --http-gateway-listen 127.0.0.1:0 \
     --ready-file "$WORK/$1.json" >/dev/null &
   PIDS+=($!)
   for _ in $(seq 1 100); do [ -s "$WORK/$1.json" ] && break; sleep 0.2; done

@@ -68,7 +68,7 @@ BOUNCER_PID=$!
 
 target/release/sluice --log-level warn dev --no-demo --data-dir "$WORK/sluice" \
   --target "bench=postgres://postgres@127.0.0.1:$PG_PORT/$DB?sslmode=disable" \
-  --pg-listen 127.0.0.1:$SLUICE_PORT --http-listen 127.0.0.1:0 \
+  --pg-listen 127.0.0.1:$SLUICE_PORT --http-listen 127.0.0.1:0 --http-gateway-listen 127.0.0.1:0 \
   --ready-file "$WORK/ready.json" >/dev/null &
 SLUICE_PID=$!
 for _ in $(seq 1 100); do [ -s "$WORK/ready.json" ] && break; sleep 0.2; done

@@ -67,9 +67,22 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// Register a target: NAME=postgres://USER:PASSWORD@HOST:PORT/DB (repeatable).
+    /// Register a target (repeatable): NAME=postgres://USER:PASSWORD@HOST:PORT/DB,
+    /// or an HTTP API: NAME=https://api.internal/v1 (see --target-auth).
     #[arg(long = "target", value_name = "NAME=URL")]
     pub targets: Vec<String>,
+    /// How the HTTP target NAME receives its credential: bearer (default),
+    /// basic (the secret is user:password), header:HEADER or query:PARAM.
+    #[arg(long = "target-auth", value_name = "NAME=AUTH")]
+    pub target_auth: Vec<String>,
+    /// The HTTP target NAME's credential: a value (sealed in the store), or
+    /// env:VAR / file:PATH resolved by the node for each request.
+    #[arg(long = "target-secret", value_name = "NAME=SECRET")]
+    pub target_secret: Vec<String>,
+    /// Extra CA certificates (PEM file) to trust for the HTTP target NAME;
+    /// upstream TLS is always verified.
+    #[arg(long = "target-ca", value_name = "NAME=PATH")]
+    pub target_ca: Vec<String>,
     /// Load a policy file (repeatable). Without it, the `observe` policy
     /// (allow and record everything parseable) applies.
     #[arg(long = "policy", value_name = "FILE")]
@@ -83,6 +96,9 @@ pub struct DevArgs {
     /// Where the REST API and web UI are served.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    /// Where agents reach HTTP targets: /http/{target}/{path}.
+    #[arg(long, default_value = "127.0.0.1:6480")]
+    pub http_gateway_listen: SocketAddr,
     /// Write connection details as JSON to FILE once everything is ready.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -111,6 +127,15 @@ pub struct DevArgs {
     /// (for tests).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, hide = true)]
     pub startup_timeout: std::time::Duration,
+    /// How long an HTTP target may take to start its response (for tests).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    pub http_upstream_timeout: std::time::Duration,
+    /// How long an HTTP client may take to send its body (for tests).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
+    pub http_body_timeout: std::time::Duration,
+    /// The largest request body the HTTP gateway accepts (for tests).
+    #[arg(long, default_value_t = 8 << 20, hide = true)]
+    pub http_max_body: usize,
     /// How often the audit record is checkpointed (signed).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     pub audit_checkpoint_interval: std::time::Duration,

@@ -40,6 +40,7 @@ pub async fn start() -> anyhow::Result<Option<(LocalPostgres, TargetSpec)>> {
         credential: Credential::Password(password),
         tls_mode: "disable".to_owned(),
         logins: Vec::new(),
+        http: Default::default(),
     };
     Ok(Some((pg, target)))
 }

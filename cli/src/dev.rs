@@ -24,6 +24,7 @@ use crate::roles::{cancel_on_signal, serve_control_plane};
 struct Ready {
     pg_url: String,
     api_url: String,
+    http_gateway_url: String,
     admin_token: String,
     agent_token: String,
     psql: String,
@@ -39,12 +40,16 @@ fn default_data_dir() -> PathBuf {
         .join("dev")
 }
 
-/// Parses `NAME=postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE`.
+/// Parses `NAME=postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE` or
+/// `NAME=https://HOST/BASE` (an HTTP target, its credential given apart).
 pub fn parse_target(spec: &str) -> anyhow::Result<TargetSpec> {
     let (name, raw) = spec.split_once('=').context("--target must be NAME=URL")?;
     let url = url::Url::parse(raw).with_context(|| format!("--target {name}: not a URL"))?;
+    if matches!(url.scheme(), "http" | "https") {
+        return Ok(crate::dev_http::http_target(name, &url));
+    }
     if !matches!(url.scheme(), "postgres" | "postgresql") {
-        bail!("--target {name}: only postgres:// targets are supported so far");
+        bail!("--target {name}: use a postgres://, https:// or http:// URL");
     }
     let decode = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
@@ -83,6 +88,7 @@ pub fn parse_target(spec: &str) -> anyhow::Result<TargetSpec> {
         },
         tls_mode,
         logins: Vec::new(),
+        http: Default::default(),
     })
 }
 
@@ -98,7 +104,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| parse_target(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let demo = if targets.is_empty() && !args.no_demo {
+    crate::dev_http::apply_flags(&mut targets, &args)?;
+    let demo = if !targets.iter().any(|t| t.kind == "postgres") && !args.no_demo {
         crate::demo::start().await?
     } else {
         None
@@ -180,6 +187,13 @@ async fn run_with(
         on_token_expiry: args.on_token_expiry.into(),
         token_expiry_grace: Duration::from_secs(60),
         strict_audit_wait: Duration::from_secs(5),
+        http_gateway_listen: Some(args.http_gateway_listen),
+        http_gateway: sluice_data_plane::http::HttpLimits {
+            upstream_timeout: args.http_upstream_timeout,
+            max_request_body_bytes: args.http_max_body,
+            request_body_timeout: args.http_body_timeout,
+            ..Default::default()
+        },
     };
     let node = BoundNode::bind(node_config).await.with_context(|| {
         format!(
@@ -188,6 +202,7 @@ async fn run_with(
         )
     })?;
     let pg_addr = node.pg_addr()?;
+    let gateway_addr = node.http_gateway_addr();
     let snapshot = node.snapshot();
     let node_task = tokio::spawn(node.run(shutdown.clone()));
     let cp_task = {
@@ -199,6 +214,9 @@ async fn run_with(
     wait_ready(&snapshot, cp.store.revision().await?).await?;
     let mut ready = credentials(&cp, &api_url, pg_addr, data_dir, &names, args.token_ttl)?;
     ready.policies = policies;
+    ready.http_gateway_url = gateway_addr
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     if let Some(path) = &args.ready_file {
         let json = serde_json::to_vec_pretty(&ready)?;
         sluice_common::tls::write_private(path, &json)
@@ -306,6 +324,7 @@ fn credentials(
         psql: format!("psql \"{pg_url}\""),
         pg_url,
         api_url: api_url.to_owned(),
+        http_gateway_url: String::new(),
         admin_token: admin.token,
         agent_token: agent.token,
         data_dir: data_dir.to_path_buf(),
@@ -326,6 +345,12 @@ fn print_banner(r: &Ready) {
             r.targets.join(", ")
         ));
         t.push_str(&format!("    {}\n", r.psql));
+    }
+    if !r.http_gateway_url.is_empty() {
+        t.push_str(&format!(
+            "\n  HTTP targets: curl -H \"Authorization: Bearer $AGENT_TOKEN\" {}/http/TARGET/PATH\n",
+            r.http_gateway_url
+        ));
     }
     t.push_str(&format!("\n  Policies: {}\n", r.policies.join(", ")));
     if r.policies == ["observe"] {

@@ -8,6 +8,7 @@ mod config;
 mod connect;
 mod demo;
 mod dev;
+mod dev_http;
 mod login;
 mod output;
 mod policy;

@@ -67,6 +67,9 @@ fn target_to_proto(t: Target) -> v1::Target {
         username: t.username,
         password: String::new(),
         tls_mode: t.tls_mode,
+        base_url: t.http.base_url,
+        http_auth: t.http.auth,
+        ca_pem: t.http.ca_pem,
     }
 }
 

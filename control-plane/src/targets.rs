@@ -7,7 +7,7 @@ use sluice_identity::Identity;
 use crate::ControlPlane;
 use crate::bus::BusEvent;
 use crate::secrets::{self, SecretError, Stored};
-use crate::store::{NewTarget, StoreError, Target, TargetLogin};
+use crate::store::{HttpSettings, NewTarget, StoreError, Target, TargetLogin};
 
 /// Where a credential comes from.
 #[derive(Clone, Default)]
@@ -63,6 +63,8 @@ pub struct TargetSpec {
     pub tls_mode: String,
     /// Upstream roles for identity groups, first match wins.
     pub logins: Vec<LoginSpec>,
+    /// Kind `http`: base URL, how the credential is sent, extra CA.
+    pub http: HttpSettings,
 }
 
 /// Why a target could not be stored or its credential handed out.
@@ -118,6 +120,7 @@ impl ControlPlane {
                 secret,
                 tls_mode: spec.tls_mode,
                 logins,
+                http: spec.http,
             })
             .await?;
         self.bus.publish(BusEvent::ConfigChanged);
@@ -208,4 +211,119 @@ pub async fn rotate_key(
         .map_err(|e| crate::StartError::Config(format!("cannot re-seal: {e}")))?;
     store.close().await;
     Ok(n)
+}
+
+/// Why an HTTP target's settings were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HttpTargetError {
+    /// The base URL is not an absolute `https://` or `http://` URL.
+    #[error("base_url must be an absolute https:// or http:// URL without user, query or fragment")]
+    BaseUrl,
+    /// The credential's placement is in no known form.
+    #[error(
+        "auth must be bearer, basic, header:NAME or query:NAME (NAME a header or parameter name)"
+    )]
+    Auth,
+    /// Basic authentication needs `user:password`.
+    #[error("basic auth needs a credential of the form user:password")]
+    Basic,
+    /// The CA bundle holds no PEM certificate.
+    #[error("ca_pem must hold at least one PEM certificate")]
+    Ca,
+}
+
+/// Checks an HTTP target's settings (shared by the REST API and `sluice
+/// dev`, so both refuse the same things). `credential` is checked only when
+/// given in clear: a reference is resolved on the node.
+pub fn validate_http(http: &HttpSettings, credential: &Credential) -> Result<(), HttpTargetError> {
+    let url = url::Url::parse(&http.base_url).map_err(|_| HttpTargetError::BaseUrl)?;
+    if !matches!(url.scheme(), "https" | "http")
+        || url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(HttpTargetError::BaseUrl);
+    }
+    let token = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 128
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match http.auth.split_once(':') {
+        None if matches!(http.auth.as_str(), "bearer" | "basic" | "") => {}
+        Some(("header" | "query", name)) if token(name) => {}
+        _ => return Err(HttpTargetError::Auth),
+    }
+    if http.auth == "basic"
+        && let Credential::Password(p) = credential
+        && !p.contains(':')
+    {
+        return Err(HttpTargetError::Basic);
+    }
+    if !http.ca_pem.is_empty() && !http.ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(HttpTargetError::Ca);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    fn settings(base_url: &str, auth: &str) -> HttpSettings {
+        HttpSettings {
+            base_url: base_url.to_owned(),
+            auth: auth.to_owned(),
+            ca_pem: String::new(),
+        }
+    }
+
+    #[test]
+    fn http_settings_are_checked_before_they_are_stored() {
+        let none = Credential::None;
+        assert_eq!(
+            validate_http(&settings("https://api.internal/v1", "bearer"), &none),
+            Ok(())
+        );
+        assert_eq!(
+            validate_http(&settings("http://127.0.0.1:8080", "query:api_key"), &none),
+            Ok(())
+        );
+        assert_eq!(
+            validate_http(&settings("https://a/", "header:X-Api-Key"), &none),
+            Ok(())
+        );
+        for bad in [
+            "ftp://a/",
+            "https://u:p@a/",
+            "https://a/?x=1",
+            "https://a/#f",
+            "a/b",
+            "",
+        ] {
+            assert_eq!(
+                validate_http(&settings(bad, "bearer"), &none),
+                Err(HttpTargetError::BaseUrl),
+                "{bad}"
+            );
+        }
+        for bad in ["token", "header:", "header:a b", "query:x\n", "cookie:x"] {
+            assert_eq!(
+                validate_http(&settings("https://a/", bad), &none),
+                Err(HttpTargetError::Auth),
+                "{bad}"
+            );
+        }
+        let pw = Credential::Password("no-colon".to_owned());
+        assert_eq!(
+            validate_http(&settings("https://a/", "basic"), &pw),
+            Err(HttpTargetError::Basic)
+        );
+        let mut s = settings("https://a/", "bearer");
+        s.ca_pem = "not a certificate".to_owned();
+        assert_eq!(validate_http(&s, &none), Err(HttpTargetError::Ca));
+    }
 }

@@ -146,6 +146,7 @@ fn statement(session: &str, seq: u64) -> StoredEvent {
             sample: None,
             parameters: Vec::new(),
             bytes: 0,
+            http: None,
         },
     )
 }

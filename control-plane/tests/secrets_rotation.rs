@@ -68,6 +68,7 @@ async fn rotation_reseals_everything_under_the_new_key() {
         credential: Credential::Password("0ld-k3y-pw".into()),
         tls_mode: "disable".into(),
         logins: vec![],
+        http: Default::default(),
     })
     .await
     .unwrap();

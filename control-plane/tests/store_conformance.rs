@@ -4,8 +4,8 @@
 
 use sluice_control_plane::approvals::State;
 use sluice_control_plane::store::{
-    ApprovalEntry, EventKind, IssuedTokenRecord, NewApproval, NewServiceAccount, NewTarget,
-    PutMode, SessionFilter, Store, StoreError, StoredEvent, TargetLogin, Transition,
+    ApprovalEntry, EventKind, HttpSettings, IssuedTokenRecord, NewApproval, NewServiceAccount,
+    NewTarget, PutMode, SessionFilter, Store, StoreError, StoredEvent, TargetLogin, Transition,
 };
 use sluice_e2e::pg::TestDb;
 
@@ -34,6 +34,7 @@ macro_rules! conformance {
 
 conformance!(
     targets_round_trip_and_bump_the_revision,
+    http_targets_keep_their_settings,
     duplicate_target_names_conflict,
     join_tokens_are_hashed_and_revocable,
     nodes_keep_their_id_across_registrations,
@@ -65,7 +66,31 @@ fn target(name: &str) -> NewTarget {
             username: "agent_ro".to_owned(),
             secret: "ref:env:AGENT_PW".to_owned(),
         }],
+        http: HttpSettings::default(),
     }
+}
+
+async fn http_targets_keep_their_settings(s: &Store) {
+    let mut t = target("crm");
+    t.kind = "http".to_owned();
+    t.logins.clear();
+    t.http = HttpSettings {
+        base_url: "https://crm.internal/v1".to_owned(),
+        auth: "header:X-Api-Key".to_owned(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_owned(),
+    };
+    let created = s.create_target(t.clone()).await.unwrap();
+    let got = s.get_target("crm").await.unwrap().unwrap();
+    assert_eq!(got, created);
+    assert_eq!(got.http, t.http);
+    assert_eq!(got.kind, "http");
+    let pg = s.create_target(target("pg")).await.unwrap();
+    assert_eq!(
+        s.get_target("pg").await.unwrap().unwrap().http,
+        HttpSettings::default(),
+        "Postgres targets carry no HTTP settings"
+    );
+    assert_eq!(pg.http, HttpSettings::default());
 }
 
 async fn targets_round_trip_and_bump_the_revision(s: &Store) {
@@ -184,6 +209,7 @@ fn statement(session: &str, seq: u64, text: &str) -> StoredEvent {
             sample: None,
             parameters: Vec::new(),
             bytes: 0,
+            http: None,
         },
     }
 }

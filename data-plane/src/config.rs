@@ -77,6 +77,15 @@ pub struct DataPlaneConfig {
     /// the statement unsent.
     #[serde(default = "default_strict_audit_wait", with = "humantime_serde")]
     pub strict_audit_wait: Duration,
+    /// The HTTP gateway for `http` targets (`/http/{target}/{path}`); off
+    /// unless an address is given. It serves TLS when the node has a
+    /// certificate, plaintext (HTTP/1.1 and h2c) only with
+    /// `insecure_plaintext` on a loopback address.
+    #[serde(default)]
+    pub http_gateway_listen: Option<SocketAddr>,
+    /// Limits and timeouts of the HTTP gateway.
+    #[serde(default)]
+    pub http_gateway: crate::http::HttpLimits,
 }
 
 fn default_strict_audit_wait() -> Duration {
@@ -172,6 +181,14 @@ impl DataPlaneConfig {
             return bad(
                 "control_plane_url must start with https:// (or http:// for loopback)".to_owned(),
             );
+        }
+        if let Some(addr) = self.http_gateway_listen
+            && self.insecure_plaintext
+            && !addr.ip().is_loopback()
+        {
+            return bad(format!(
+                "insecure_plaintext is only allowed on a loopback address, not the HTTP gateway's {addr}"
+            ));
         }
         if self.join_token.is_empty() {
             return bad("join_token is required".to_owned());

@@ -4,11 +4,14 @@
 //! streams the audit trail back.
 //!
 //! Layout: [`pg`] holds the Postgres protocol (client side, upstream side,
-//! codec, relay); [`control`] the link to the control plane; [`sessions`] the
-//! node's live sessions.
+//! codec, relay); [`http`] the HTTP gateway for `http` targets; [`auth`] the
+//! token checks both share; [`control`] the link to the control plane;
+//! [`sessions`] the node's live sessions.
 
+pub mod auth;
 pub mod config;
 pub mod control;
+pub mod http;
 mod node;
 pub mod pg;
 pub mod sessions;

@@ -46,6 +46,7 @@ pub struct BoundNode {
     pg: TcpListener,
     http: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    gateway: Option<(TcpListener, crate::http::listener::Transport)>,
     snapshot: Arc<SnapshotCell>,
     credentials: CredentialSource,
 }
@@ -72,12 +73,25 @@ impl BoundNode {
             (_, _, Some(dir)) => Some(sluice_common::tls::ensure_self_signed(dir)?),
             _ => None,
         };
-        let tls = match paths {
-            Some(p) => Some(acceptor(sluice_common::tls::server_config(&p)?)),
+        let server_config = match paths {
+            Some(p) => Some(sluice_common::tls::server_config(&p)?),
             None => None,
         };
+        let tls = server_config.clone().map(acceptor);
         let pg = bind(config.pg_listen).await?;
         let http = bind(config.http_listen).await?;
+        let gateway = match config.http_gateway_listen {
+            Some(addr) => Some((
+                bind(addr).await?,
+                crate::http::listener::Transport {
+                    tls: server_config
+                        .as_deref()
+                        .map(crate::http::listener::tls_acceptor),
+                    plaintext: config.insecure_plaintext && addr.ip().is_loopback(),
+                },
+            )),
+            None => None,
+        };
         let snapshot = Arc::new(SnapshotCell::new(config.max_snapshot_age));
         let credentials = CredentialSource::new(&config)?;
         Ok(Self {
@@ -85,9 +99,15 @@ impl BoundNode {
             pg,
             http,
             tls,
+            gateway,
             snapshot,
             credentials,
         })
+    }
+
+    /// Where agents reach HTTP targets, when the gateway is on.
+    pub fn http_gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Where Postgres clients connect.
@@ -132,6 +152,29 @@ impl BoundNode {
             health::router(ready),
             shutdown.clone(),
         ));
+        let gateway = self.gateway.map(|(listener, transport)| {
+            let shared = Arc::new(crate::http::gateway::Shared {
+                http: c.http_gateway,
+                limits: Limits {
+                    max_client_message: c.max_client_message_bytes,
+                    max_server_message: c.max_server_message_bytes,
+                    stall: c.message_timeout,
+                    on_expiry: c.on_token_expiry,
+                    drain_grace: c.token_expiry_grace,
+                    strict_audit_wait: c.strict_audit_wait,
+                },
+                snapshot: snapshot.clone(),
+                audit: audit.clone(),
+                sessions: sessions.clone(),
+                http_sessions: Arc::default(),
+                credentials: self.credentials.clone(),
+                approvals: approvals.clone(),
+                clients: crate::http::upstream::Clients::default(),
+                shutdown: shutdown.clone(),
+            });
+            tracing::info!(addr = ?listener.local_addr().ok(), "HTTP gateway serving");
+            tokio::spawn(crate::http::listener::serve(listener, transport, shared))
+        });
         let shared = Arc::new(Shared {
             handshake: HandshakeConfig {
                 tls: self.tls,
@@ -162,6 +205,9 @@ impl BoundNode {
         });
         tracing::info!(pg = %c.pg_listen, node = %c.node_name, "data plane serving");
         listener::serve(self.pg, shared).await;
+        if let Some(g) = gateway {
+            let _ = g.await;
+        }
         // Give sessions' end events a moment to reach the link before it stops.
         let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
         let _ = http.await;

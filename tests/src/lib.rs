@@ -5,6 +5,7 @@
 
 pub mod deployment;
 pub mod gateway;
+pub mod http;
 pub mod oidc;
 pub mod pg;
 pub mod process;

@@ -63,6 +63,9 @@ pub struct Ready {
     pub agent_token: String,
     /// Registered targets.
     pub targets: Vec<String>,
+    /// Base URL of the HTTP gateway (`{url}/http/{target}/{path}`).
+    #[serde(default)]
+    pub http_gateway_url: String,
 }
 
 /// A running `sluice` process; killed when dropped.
@@ -96,6 +99,8 @@ impl Sluice {
             "--pg-listen".into(),
             "127.0.0.1:0".into(),
             "--http-listen".into(),
+            "127.0.0.1:0".into(),
+            "--http-gateway-listen".into(),
             "127.0.0.1:0".into(),
         ];
         full.extend(args.iter().map(|s| (*s).to_owned()));

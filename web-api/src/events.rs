@@ -121,6 +121,10 @@ pub enum EventDetail {
         parameters: Option<Vec<Option<String>>>,
         /// Bytes of its results sent to the client; absent when none.
         bytes: Option<u64>,
+        /// For a request through the HTTP gateway: method, normalised path,
+        /// query (redacted by policy), status, sizes and masked body samples;
+        /// absent for SQL statements.
+        http: Option<Box<HttpDoc>>,
     },
     /// The session closed.
     SessionEnd {
@@ -243,6 +247,29 @@ pub enum EventDetail {
     },
 }
 
+/// The documented shape of an HTTP request's part of a statement event.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+pub struct HttpDoc {
+    /// The method as received.
+    pub method: String,
+    /// The normalised path decided and forwarded.
+    pub path: String,
+    /// The query, values redacted as the policy says; absent when empty.
+    pub query: Option<String>,
+    /// The status the client received.
+    pub status: u32,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes sent to the client.
+    pub response_bytes: u64,
+    /// The start of the request body, masked; absent when empty.
+    pub request_sample: Option<String>,
+    /// The start of the response body as the client received it; absent
+    /// when empty.
+    pub response_sample: Option<String>,
+}
+
 /// The documented shape of a result sample.
 #[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code, reason = "documentation only")]
@@ -351,6 +378,16 @@ mod tests {
                 }),
                 parameters: vec![Some(s()), None],
                 bytes: 1,
+                http: Some(Box::new(sluice_control_plane::store::HttpExchange {
+                    method: s(),
+                    path: s(),
+                    query: s(),
+                    status: 200,
+                    request_bytes: 1,
+                    response_bytes: 1,
+                    request_sample: s(),
+                    response_sample: s(),
+                })),
             },
             EventKind::SessionEnd {
                 reason: s(),

@@ -7,8 +7,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use sluice_control_plane::secrets::{self, SecretError, Stored};
-use sluice_control_plane::store::Target;
-use sluice_control_plane::targets::{Credential, LoginSpec, TargetError, TargetSpec};
+use sluice_control_plane::store::{HttpSettings, Target};
+use sluice_control_plane::targets::{
+    Credential, LoginSpec, TargetError, TargetSpec, validate_http,
+};
 use utoipa::ToSchema;
 
 use crate::auth::{AdminOnly, Caller};
@@ -30,7 +32,7 @@ pub struct TargetView {
     pub id: String,
     /// The name clients connect to (their `database` parameter).
     pub name: String,
-    /// Protocol family of the upstream, `postgres`.
+    /// Protocol family of the upstream, `postgres` or `http`.
     pub kind: String,
     /// Upstream host.
     pub host: String,
@@ -51,6 +53,16 @@ pub struct TargetView {
     pub password_ref: Option<String>,
     /// Upstream roles used for identity groups, first match wins.
     pub logins: Vec<LoginView>,
+    /// Kind `http`: the base URL requests are forwarded under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Kind `http`: how the credential is sent (`bearer`, `basic`,
+    /// `header:NAME`, `query:NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Kind `http`: whether extra CA certificates are trusted upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_ca: Option<bool>,
     /// Creation time, RFC 3339.
     pub created_at: String,
     /// Creation time, µs since the epoch.
@@ -84,7 +96,11 @@ fn custody(stored: &str) -> (String, Option<String>) {
 impl From<Target> for TargetView {
     fn from(t: Target) -> Self {
         let (credential, password_ref) = custody(&t.secret);
+        let is_http = t.kind == "http";
         Self {
+            base_url: is_http.then(|| t.http.base_url.clone()),
+            auth: is_http.then(|| t.http.auth.clone()),
+            custom_ca: is_http.then_some(!t.http.ca_pem.is_empty()),
             credential,
             password_ref,
             logins: t
@@ -121,19 +137,35 @@ impl From<Target> for TargetView {
 pub struct CreateTarget {
     /// `[a-z0-9_-]{1,63}`; what clients put in their `database` parameter.
     pub name: String,
-    /// Only `postgres` for now.
+    /// `postgres` or `http`.
     #[serde(default = "default_kind")]
     #[schema(default = "postgres")]
     pub kind: String,
-    /// Upstream host name or address.
+    /// Upstream host name or address (postgres).
+    #[serde(default)]
     pub host: String,
-    /// Upstream port.
+    /// Upstream port (postgres).
+    #[serde(default)]
     #[schema(minimum = 1, maximum = 65535)]
     pub port: i64,
-    /// Upstream database name.
+    /// Upstream database name (postgres).
+    #[serde(default)]
     pub database: String,
-    /// The gateway's upstream user.
+    /// The gateway's upstream user (postgres).
+    #[serde(default)]
     pub username: String,
+    /// Kind `http`: the base URL (`https://api.internal/v1`; `http://` too).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Kind `http`: how `password` (the API's credential) is sent upstream:
+    /// `bearer`, `basic` (`password` is then `user:password`),
+    /// `header:NAME` or `query:NAME`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Kind `http`: extra CA certificates (PEM) trusted for the upstream;
+    /// the built-in roots are always trusted, TLS is always verified.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
     /// The gateway's upstream password: sealed in the control plane,
     /// handed to a node only for a session, never returned.
     #[serde(default)]
@@ -229,11 +261,17 @@ impl CreateTarget {
         if !name_ok {
             return bad("name must be 1 to 63 characters of a-z, 0-9, _ and -".to_owned());
         }
+        if self.kind == "http" {
+            return self.validate_http();
+        }
         if self.kind != "postgres" {
             return bad(format!(
-                "kind {:?} is not supported; use \"postgres\"",
+                "kind {:?} is not supported; use \"postgres\" or \"http\"",
                 self.kind
             ));
+        }
+        if self.base_url.is_some() || self.auth.is_some() || self.ca_pem.is_some() {
+            return bad("base_url, auth and ca_pem are for kind \"http\" only".to_owned());
         }
         let Some(port) = u16::try_from(self.port).ok().filter(|p| *p != 0) else {
             return bad("port must be between 1 and 65535".to_owned());
@@ -283,6 +321,45 @@ impl CreateTarget {
             username: self.username,
             tls_mode: self.tls_mode,
             logins,
+            http: HttpSettings::default(),
+        })
+    }
+
+    /// An HTTP target: a base URL and a credential placement instead of a
+    /// host, database and user.
+    fn validate_http(self) -> Result<TargetSpec, ApiError> {
+        let bad = |msg: &str| Err(ApiError::BadRequest(msg.to_owned()));
+        if !self.host.is_empty() || self.port != 0 || !self.database.is_empty() {
+            return bad("kind \"http\" takes base_url, not host, port or database");
+        }
+        if !self.logins.is_empty() || !self.username.is_empty() {
+            return bad("kind \"http\" takes no username or logins");
+        }
+        let credential = credential("target", self.password, self.password_ref)?;
+        let http = HttpSettings {
+            base_url: self.base_url.unwrap_or_default(),
+            auth: self.auth.unwrap_or_else(|| "bearer".to_owned()),
+            ca_pem: self.ca_pem.unwrap_or_default(),
+        };
+        validate_http(&http, &credential).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let url = url::Url::parse(&http.base_url)
+            .map_err(|_| ApiError::BadRequest("base_url".to_owned()))?;
+        Ok(TargetSpec {
+            name: self.name,
+            kind: self.kind,
+            host: url.host_str().unwrap_or_default().to_owned(),
+            port: url.port_or_known_default().unwrap_or(443),
+            database: String::new(),
+            username: String::new(),
+            credential,
+            tls_mode: if url.scheme() == "https" {
+                "verify-full"
+            } else {
+                "disable"
+            }
+            .to_owned(),
+            logins: Vec::new(),
+            http,
         })
     }
 }

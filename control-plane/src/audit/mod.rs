@@ -77,6 +77,18 @@ pub fn from_proto(node_id: &str, e: v1::AuditEvent) -> Result<StoredEvent, Audit
             }),
             parameters: s.parameters.into_iter().map(|v| v.text).collect(),
             bytes: s.bytes,
+            http: s.http.map(|h| {
+                Box::new(crate::store::HttpExchange {
+                    method: h.method,
+                    path: h.path,
+                    query: h.query,
+                    status: h.status,
+                    request_bytes: h.request_bytes,
+                    response_bytes: h.response_bytes,
+                    request_sample: h.request_sample,
+                    response_sample: h.response_sample,
+                })
+            }),
         },
         Payload::SessionEnd(s) => EventKind::SessionEnd {
             reason: s.reason,

@@ -523,6 +523,7 @@ mod tests {
                 sample: None,
                 parameters: Vec::new(),
                 bytes: 0,
+                http: None,
             },
         }
     }

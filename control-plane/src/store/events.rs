@@ -5,6 +5,31 @@ use serde::{Deserialize, Serialize};
 use super::{Page, Store, StoreError, with_pool};
 use crate::audit::chain::{self, Head};
 
+/// One request through the HTTP gateway, beside the decision its
+/// statement event already records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    /// The method as received.
+    pub method: String,
+    /// The normalised path decided and forwarded.
+    pub path: String,
+    /// The query, values redacted as the policy says.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query: String,
+    /// The status the client received.
+    pub status: u32,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes sent to the client.
+    pub response_bytes: u64,
+    /// The start of the request body, masked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_sample: String,
+    /// The start of the response body as the client received it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub response_sample: String,
+}
+
 /// What a session event records. Serialised as the event's JSON payload, so
 /// the API and exports show exactly what was stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +102,9 @@ pub enum EventKind {
         /// Bytes of its results sent to the client.
         #[serde(default, skip_serializing_if = "is_zero")]
         bytes: u64,
+        /// For a request through the HTTP gateway: what HTTP adds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http: Option<Box<HttpExchange>>,
     },
     /// The session closed.
     SessionEnd {

@@ -28,7 +28,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use api_keys::{API_KEY_PREFIX, ApiKey, CreatedApiKey};
 pub use approvals::{Approval, ApprovalEntry, NewApproval, Transition};
 pub use audit::EventRecord;
-pub use events::{EventKind, ResultSample, StoredEvent};
+pub use events::{EventKind, HttpExchange, ResultSample, StoredEvent};
 pub use grants::{Grant, GrantEntry, GrantFilter, GrantTransition, NewGrant};
 pub use join_tokens::{JoinToken, NewJoinToken};
 pub use nodes::Node;
@@ -38,7 +38,7 @@ pub use service_accounts::{
     ServiceAccount,
 };
 pub use sessions::{SessionFilter, SessionRow};
-pub use targets::{NewTarget, Target, TargetLogin};
+pub use targets::{HttpSettings, NewTarget, Target, TargetLogin};
 pub use tokens::IssuedTokenRecord;
 
 /// Why a store operation failed.

@@ -9,7 +9,7 @@ pub struct Target {
     pub id: String,
     /// The name clients use (the Postgres `database` parameter).
     pub name: String,
-    /// `postgres` (more kinds later).
+    /// `postgres` or `http`.
     pub kind: String,
     /// Upstream host.
     pub host: String,
@@ -25,8 +25,23 @@ pub struct Target {
     pub tls_mode: String,
     /// Other upstream roles for identity groups, first match wins.
     pub logins: Vec<TargetLogin>,
+    /// Kind `http`: the upstream settings (empty for Postgres targets).
+    pub http: HttpSettings,
     /// Creation time, µs since the epoch.
     pub created_at: i64,
+}
+
+/// What only an HTTP target has. The credential itself stays in
+/// [`Target::secret`], in the same custody as a Postgres password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// The base URL requests are forwarded under.
+    pub base_url: String,
+    /// How the credential is sent: `bearer`, `basic`, `header:NAME` or
+    /// `query:NAME`.
+    pub auth: String,
+    /// Extra CA certificates (PEM) trusted for the upstream.
+    pub ca_pem: String,
 }
 
 /// An upstream role used for the identities of one group.
@@ -84,6 +99,8 @@ pub struct NewTarget {
     pub tls_mode: String,
     /// See [`Target::logins`].
     pub logins: Vec<TargetLogin>,
+    /// See [`Target::http`].
+    pub http: HttpSettings,
 }
 
 type TargetRow = (
@@ -97,11 +114,14 @@ type TargetRow = (
     String,
     String,
     i64,
+    String,
+    String,
+    String,
 );
 
 macro_rules! columns {
     () => {
-        "id, name, kind, host, port, database, username, secret, tls_mode, created_at"
+        "id, name, kind, host, port, database, username, secret, tls_mode, created_at, base_url, http_auth, ca_pem"
     };
 }
 
@@ -118,6 +138,11 @@ fn from_row(r: TargetRow) -> Target {
         tls_mode: r.8,
         logins: Vec::new(),
         created_at: r.9,
+        http: HttpSettings {
+            base_url: r.10,
+            auth: r.11,
+            ca_pem: r.12,
+        },
     }
 }
 
@@ -129,8 +154,8 @@ impl Store {
         with_pool!(self, |p| {
             let mut tx = p.begin().await?;
             sqlx::query(
-                "INSERT INTO targets (id, name, kind, host, port, database, username, secret, tls_mode, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                "INSERT INTO targets (id, name, kind, host, port, database, username, secret, tls_mode, created_at, updated_at, base_url, http_auth, ca_pem) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
             )
             .bind(&id)
             .bind(&t.name)
@@ -142,6 +167,9 @@ impl Store {
             .bind(&t.secret)
             .bind(&t.tls_mode)
             .bind(now)
+            .bind(&t.http.base_url)
+            .bind(&t.http.auth)
+            .bind(&t.http.ca_pem)
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::from_insert(e, &format!("target {:?}", t.name)))?;
@@ -171,6 +199,7 @@ impl Store {
             secret: t.secret,
             tls_mode: t.tls_mode,
             logins: t.logins,
+            http: t.http,
             created_at: now,
         })
     }

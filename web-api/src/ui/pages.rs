@@ -354,6 +354,7 @@ mod tests {
                 sample: None,
                 parameters: Vec::new(),
                 bytes: 0,
+                http: None,
             },
         };
         let page = session_page(&view(), &[e], None, None).into_string();

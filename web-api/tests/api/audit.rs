@@ -34,6 +34,7 @@ fn statement(session: &str, seq: u64, text: &str, decision: &str) -> StoredEvent
             sample: None,
             parameters: Vec::new(),
             bytes: 0,
+            http: None,
         },
     }
 }

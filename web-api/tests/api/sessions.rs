@@ -161,6 +161,7 @@ fn statement(text: &str) -> EventKind {
         sample: None,
         parameters: Vec::new(),
         bytes: 0,
+        http: None,
     }
 }
 

@@ -294,3 +294,85 @@ async fn references_and_group_logins_are_stored_and_shown_without_secrets() {
         assert_problem(resp, 400).await;
     }
 }
+
+#[tokio::test]
+async fn http_targets_take_a_base_url_and_never_return_their_credential() {
+    let api = Api::sqlite().await;
+    let b = json!({
+        "name": "crm",
+        "kind": "http",
+        "base_url": "https://crm.internal/v1",
+        "auth": "header:X-Api-Key",
+        "password": PASSWORD,
+    });
+    let resp = api
+        .req(Method::POST, "/api/v1/targets")
+        .json(&b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(PASSWORD), "{text}");
+    let t: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(t["kind"], "http");
+    assert_eq!(t["base_url"], "https://crm.internal/v1");
+    assert_eq!(t["auth"], "header:X-Api-Key");
+    assert_eq!(t["credential"], "sealed");
+    assert_eq!(t["custom_ca"], false);
+    let stored = api.cp.store.get_target("crm").await.unwrap().unwrap();
+    assert!(
+        stored.secret.starts_with("v1:"),
+        "sealed like a database password"
+    );
+    assert_eq!(stored.http.auth, "header:X-Api-Key");
+    let (_, shown) = api.get("/api/v1/targets/crm").await;
+    assert!(!shown.to_string().contains(PASSWORD));
+
+    // Postgres targets show no HTTP fields.
+    let (status, pg) = api.post("/api/v1/targets", &body("orders")).await;
+    assert_eq!(status, 201, "{pg}");
+    assert!(pg.get("base_url").is_none(), "{pg}");
+
+    let bad = [
+        (
+            "base_url",
+            json!({"name": "a", "kind": "http", "base_url": "ftp://x/"}),
+        ),
+        (
+            "base_url",
+            json!({"name": "a", "kind": "http", "base_url": "https://u:p@x/"}),
+        ),
+        (
+            "auth",
+            json!({"name": "a", "kind": "http", "base_url": "https://x/", "auth": "cookie:x"}),
+        ),
+        (
+            "user:password",
+            json!({"name": "a", "kind": "http", "base_url": "https://x/", "auth": "basic", "password": "nocolon"}),
+        ),
+        (
+            "host",
+            json!({"name": "a", "kind": "http", "base_url": "https://x/", "host": "x"}),
+        ),
+        (
+            "http",
+            json!({"name": "a", "host": "x", "port": 1, "database": "d", "username": "u", "base_url": "https://x/"}),
+        ),
+    ];
+    for (mention, b) in bad {
+        let resp = api
+            .req(Method::POST, "/api/v1/targets")
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(resp, 400).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(mention),
+            "{b}: {detail:?} should mention {mention}"
+        );
+        assert!(!detail.contains("nocolon"), "credential echoed: {detail}");
+    }
+}

@@ -76,6 +76,7 @@ async fn an_auditor_signs_in_and_reads_sessions_as_escaped_html() {
             sample: None,
             parameters: Vec::new(),
             bytes: 0,
+            http: None,
         },
     };
     api.cp.store.append_events(&[statement]).await.unwrap();

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_common::Shutdown;
-use sluice_identity::{Identity, TrustStore};
+use sluice_identity::Identity;
 use sluice_proto::v1;
 use sluice_proto::v1::audit_event::Payload;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use super::handshake::{Handshake, HandshakeConfig, Hello, handshake};
+use crate::auth::AuthRefusal;
 use crate::control::audit::AuditSink;
 use crate::control::credentials::CredentialSource;
 use crate::control::snapshot::{NodeSnapshot, SnapshotCell};
@@ -82,10 +83,7 @@ async fn open_session(
         .snapshot
         .usable()
         .map_err(|e| ClientError::fatal(sqlstate::CONNECTION_REJECTED, e.to_string()))?;
-    let identity = match authenticate(&snapshot.trust, &hello.token, peer)
-        .await
-        .and_then(|id| not_revoked(&snapshot, id))
-    {
+    let identity = match authenticate(&snapshot, &hello.token, peer).await {
         Ok(id) => id,
         Err(e) => {
             record_auth_failure(shared, peer, hello, &e);
@@ -229,46 +227,27 @@ async fn open_session(
     Ok(())
 }
 
-/// Checks the token sent as the password against every trusted issuer.
-/// A refusal is counted, logged as an audit-relevant event (never with the
-/// token), and told to the client as SQLSTATE 28P01 with the reason.
+/// Checks the token sent as the password (with the checks every protocol
+/// shares, [`crate::auth::verify_token`]), and tells a refusal to the client
+/// as SQLSTATE 28P01 with the reason.
 async fn authenticate(
-    trust: &TrustStore,
+    snapshot: &NodeSnapshot,
     token: &str,
     peer: SocketAddr,
 ) -> Result<Identity, ClientError> {
-    if trust.is_empty() {
-        return Err(ClientError::fatal(
-            sqlstate::INVALID_PASSWORD,
-            "authentication failed: the gateway has no trusted token keys",
-        ));
-    }
-    match trust.verify(token).await {
-        Ok(v) => {
-            tracing::info!(identity = %v.identity.name, kind = v.identity.kind.as_str(), issuer = %v.issuer, "client authenticated");
-            Ok(v.identity)
-        }
-        Err(e) => {
+    crate::auth::verify_token(snapshot, token, peer, "postgres")
+        .await
+        .map_err(|e| {
             metrics::counter!("sluice_pg_auth_failures_total").increment(1);
-            let mut claimed_issuer =
-                sluice_identity::oidc::validate::peek_issuer(token).unwrap_or_default();
-            claimed_issuer.truncate(claimed_issuer.floor_char_boundary(200));
-            tracing::warn!(
-                event = "auth_refused",
-                client_addr = %peer,
-                claimed_issuer = %claimed_issuer,
-                reason = %e,
-                "client authentication refused"
-            );
-            Err(ClientError::fatal(
-                sqlstate::INVALID_PASSWORD,
-                format!("authentication failed: {e}"),
-            )
-            .with_hint(
-                "connect with a valid Sluice or identity-provider access token as the password",
-            ))
-        }
-    }
+            let err = ClientError::fatal(sqlstate::INVALID_PASSWORD, e.to_string());
+            match e {
+                AuthRefusal::NoKeys => err,
+                AuthRefusal::Revoked => err.with_hint("ask for a new token"),
+                AuthRefusal::Invalid(_) => err.with_hint(
+                    "connect with a valid Sluice or identity-provider access token as the password",
+                ),
+            }
+        })
 }
 
 /// Ends the session when its token expires: a token is a lease on access,
@@ -284,25 +263,11 @@ async fn end_at_expiry(sessions: Arc<Sessions>, session_id: String, expires_at: 
     }
 }
 
-fn not_revoked(snapshot: &NodeSnapshot, identity: Identity) -> Result<Identity, ClientError> {
-    if snapshot.is_revoked(&identity.token_id) {
-        metrics::counter!("sluice_pg_auth_failures_total").increment(1);
-        return Err(ClientError::fatal(
-            sqlstate::INVALID_PASSWORD,
-            "authentication failed: the access token has been revoked",
-        )
-        .with_hint("ask for a new token"));
-    }
-    Ok(identity)
-}
-
 /// Records a refused sign-in as a session of one event, so auditors find
 /// it with every other session. Best effort: with the audit buffer full the
 /// refusal still stands, and the log line remains.
 fn record_auth_failure(shared: &Shared, peer: SocketAddr, hello: &mut Hello, e: &ClientError) {
-    let mut claimed_issuer =
-        sluice_identity::oidc::validate::peek_issuer(&hello.token).unwrap_or_default();
-    claimed_issuer.truncate(claimed_issuer.floor_char_boundary(200));
+    let claimed_issuer = crate::auth::claimed_issuer(&hello.token);
     let bounded = |s: &str| s[..s.floor_char_boundary(200)].to_owned();
     let event = v1::AuditEvent {
         session_id: uuid::Uuid::now_v7().to_string(),

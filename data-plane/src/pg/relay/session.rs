@@ -75,6 +75,21 @@ pub struct SessionCtx {
     approvals: Option<Arc<Approvals>>,
 }
 
+impl SessionCtx {
+    /// The control plane's approval channel, when the session has one.
+    pub(crate) fn approvals(&self) -> Option<&Arc<Approvals>> {
+        self.approvals.as_ref()
+    }
+
+    /// Counts one recorded request of a protocol that records itself.
+    pub(crate) fn count_statement(&self, bytes_in: u64, bytes_out: u64) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.bytes_from_client
+            .fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_to_client.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+}
+
 /// Why a held statement was withdrawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Withdrawal {
@@ -242,7 +257,9 @@ impl SessionCtx {
             .map_or(ApprovalMode::Answer, |(mode, _)| mode)
     }
 
-    fn approval_settings(&self, decision: &Decision) -> Option<(ApprovalMode, u64)> {
+    /// The approval mode and request lifetime (ms) of the policy that asked
+    /// for approval; `None` when that policy is no longer in the snapshot.
+    pub(crate) fn approval_settings(&self, decision: &Decision) -> Option<(ApprovalMode, u64)> {
         let snapshot = self.snapshot.usable().ok()?;
         let name = decision.policy.as_deref()?;
         let set = snapshot.policies.as_ref().ok()?;
@@ -552,6 +569,7 @@ impl SessionCtx {
                 .map(<[_]>::to_vec)
                 .unwrap_or_default(),
             bytes: exec.bytes,
+            http: None,
         }));
     }
 

@@ -1,0 +1,498 @@
+//! One request's path through the node: route, authenticate, read the body
+//! (bounded), decide, ask for approval if needed, forward with the
+//! target's credential, and stream the masked response back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{Request, Response, header};
+use sluice_common::Shutdown;
+use sluice_policy::http::{HttpDecision, HttpRequest, approval_hash};
+use sluice_policy::{Decision, Subject, Verdict};
+use sluice_proto::v1;
+use sluice_proto::v1::audit_event::Payload;
+
+use super::HttpLimits;
+use super::approval::{self, Bound};
+use super::headers;
+use super::problem::GatewayError;
+use super::response::{self, Record, SAMPLE_BYTES};
+use super::sessions::{HttpSession, HttpSessions, Opening};
+use super::upstream::{self, Clients};
+use crate::control::approvals::Approvals;
+use crate::control::audit::AuditSink;
+use crate::control::credentials::CredentialSource;
+use crate::control::snapshot::{NodeSnapshot, NodeTarget, SnapshotCell};
+use crate::pg::relay::session::Limits;
+use crate::sessions::Sessions;
+
+/// What every request of the gateway shares.
+pub struct Shared {
+    /// The gateway's limits.
+    pub http: HttpLimits,
+    /// Session limits (for the audit session shared with the SQL path).
+    pub limits: Limits,
+    /// The current snapshot.
+    pub snapshot: Arc<SnapshotCell>,
+    /// Where audit events go.
+    pub audit: AuditSink,
+    /// Live sessions of every protocol (kill switches).
+    pub sessions: Arc<Sessions>,
+    /// Live HTTP sessions.
+    pub http_sessions: Arc<HttpSessions>,
+    /// Upstream credentials held by the control plane.
+    pub credentials: CredentialSource,
+    /// Where sessions ask the control plane for approvals.
+    pub approvals: Arc<Approvals>,
+    /// Upstream clients.
+    pub clients: Clients,
+    /// Node shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// Where a connection came from, attached to each of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether it spoke TLS.
+    pub tls: bool,
+}
+
+/// Serves one request; every failure becomes a problem document.
+pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
+    let conn = req.extensions().get::<Conn>().copied();
+    let (parts, body) = req.into_parts();
+    let peer = conn.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer);
+    let tls = conn.is_some_and(|c| c.tls);
+    match route(&shared, &parts, peer, tls).await {
+        Ok((session, target, path)) => serve(&shared, session, &target, parts, body, &path).await,
+        Err(e) => {
+            tracing::info!(status = e.status().0.as_u16(), error = %e, "http request refused");
+            e.response()
+        }
+    }
+}
+
+/// Checks that need no session: headers, route, snapshot, token, target.
+async fn route(
+    shared: &Arc<Shared>,
+    parts: &Parts,
+    peer: SocketAddr,
+    tls: bool,
+) -> Result<(Arc<HttpSession>, Arc<NodeTarget>, String), GatewayError> {
+    if let Some(n) = headers::method_override(&parts.headers) {
+        return Err(GatewayError::BadRequest(format!(
+            "the {n} header is refused: the gateway decides the request's own method only"
+        )));
+    }
+    if headers::size(&parts.headers) > shared.http.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge(shared.http.max_header_bytes));
+    }
+    let raw = parts.uri.path();
+    let rest = raw
+        .strip_prefix("/http/")
+        .ok_or_else(|| GatewayError::NotFound("requests go to /http/{target}/{path}".to_owned()))?;
+    let (name, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let snapshot = shared
+        .snapshot
+        .usable()
+        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    let token = headers::bearer_token(&parts.headers).ok_or_else(|| {
+        GatewayError::Unauthenticated(
+            "authentication required: send your Sluice access token as Authorization: Bearer TOKEN"
+                .to_owned(),
+        )
+    })?;
+    let identity = match crate::auth::verify_token(&snapshot, &token, peer, "http").await {
+        Ok(id) => id,
+        Err(e) => {
+            metrics::counter!("sluice_http_auth_failures_total").increment(1);
+            record_auth_failure(shared, peer, name, tls, &token, &e.to_string());
+            return Err(GatewayError::Unauthenticated(e.to_string()));
+        }
+    };
+    let target = http_target(&snapshot, name)?;
+    let session = shared
+        .http_sessions
+        .get_or_open(
+            shared,
+            Opening {
+                identity,
+                token: &token,
+                target: &target,
+                peer,
+                tls,
+            },
+        )
+        .await?;
+    Ok((session, target, path.to_owned()))
+}
+
+fn http_target(snapshot: &NodeSnapshot, name: &str) -> Result<Arc<NodeTarget>, GatewayError> {
+    snapshot
+        .targets
+        .get(name)
+        .filter(|t| t.0.kind == "http")
+        .cloned()
+        .ok_or_else(|| {
+            GatewayError::NotFound(format!(
+                "HTTP target \"{}\" does not exist or is not available to you",
+                name.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
+fn record_auth_failure(
+    shared: &Shared,
+    peer: SocketAddr,
+    target: &str,
+    tls: bool,
+    token: &str,
+    reason: &str,
+) {
+    let bounded = |s: &str| s[..s.floor_char_boundary(200)].to_owned();
+    let event = v1::AuditEvent {
+        session_id: uuid::Uuid::now_v7().to_string(),
+        seq: 1,
+        at_unix_us: sluice_common::unix_us(),
+        payload: Some(Payload::AuthFailure(v1::AuthFailure {
+            client_addr: peer.to_string(),
+            user: String::new(),
+            target: bounded(target),
+            reason: reason.to_owned(),
+            claimed_issuer: crate::auth::claimed_issuer(token),
+            protocol: "http".to_owned(),
+            tls,
+        })),
+    };
+    if shared.audit.emit(event).is_err() {
+        tracing::error!("audit buffer full: refused sign-in not recorded");
+    }
+}
+
+/// Reads the body within the size and time limits.
+async fn read_body(
+    limits: &HttpLimits,
+    parts: &Parts,
+    body: Body,
+) -> Result<bytes::Bytes, GatewayError> {
+    let max = limits.max_request_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(GatewayError::BodyTooLarge(max));
+    }
+    match tokio::time::timeout(limits.request_body_timeout, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(GatewayError::BodyTimeout(
+            limits.request_body_timeout.as_secs(),
+        )),
+        Ok(Err(_)) => Err(GatewayError::BodyTooLarge(max)),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+/// A refusal before the policy decided, in the record's terms.
+fn undecided(e: &GatewayError) -> Arc<Decision> {
+    Arc::new(Decision::deny(e.to_string()))
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    session: Arc<HttpSession>,
+    target: &NodeTarget,
+    parts: Parts,
+    body: Body,
+    raw_path: &str,
+) -> Response<Body> {
+    let flight = session.start();
+    let method = parts.method.as_str().to_owned();
+    let raw_query = parts.uri.query().map(str::to_owned);
+    let bounded_path: String = raw_path.chars().take(512).collect();
+    let body = match read_body(&shared.http, &parts, body).await {
+        Ok(b) => b,
+        Err(e) => {
+            let r = Record::new(flight, undecided(&e), &method, &bounded_path, String::new());
+            r.refused(&e);
+            return e.response();
+        }
+    };
+    if let (Some(q), Some(n)) = (&raw_query, session.credential.reserved_query())
+        && upstream::query_names(q, n)
+    {
+        let e = GatewayError::BadRequest(format!(
+            "the query parameter {n:?} is reserved for the gateway's own credential"
+        ));
+        let r = Record::new(flight, undecided(&e), &method, &bounded_path, String::new());
+        r.refused(&e);
+        return e.response();
+    }
+    let decided = decide(
+        shared,
+        &session,
+        &method,
+        raw_path,
+        raw_query.as_deref(),
+        &parts,
+        &body,
+    );
+    let (http, decision) = match decided {
+        Ok(d) => d,
+        Err(e) => {
+            let r = Record::new(flight, undecided(&e), &method, &bounded_path, String::new());
+            r.refused(&e);
+            return e.response();
+        }
+    };
+    let path = http.path.clone().unwrap_or_else(|| bounded_path.clone());
+    let query_record = audit_query(&http, raw_query.as_deref());
+    let mut record = Record::new(flight, decision.clone(), &method, &path, query_record);
+    record.request_bytes = body.len() as u64;
+    record.request_sample = sample_request(&http, &body);
+    let forward_path = match (decision.verdict, &http.path) {
+        (Verdict::Deny, _) => {
+            let e = refusal(&decision);
+            record.refused(&e);
+            return e.response();
+        }
+        (_, None) => {
+            let e = GatewayError::Denied {
+                rule: None,
+                policy: decision.policy.clone(),
+                reason: "the request's path could not be normalised".to_owned(),
+            };
+            record.refused(&e);
+            return e.response();
+        }
+        (_, Some(p)) => p.clone(),
+    };
+    if decision.verdict == Verdict::Approval {
+        let line = match &raw_query {
+            Some(q) => format!("{method} {forward_path}?{q}"),
+            None => format!("{method} {forward_path}"),
+        };
+        let hash = approval_hash(&method, &forward_path, raw_query.as_deref(), &body);
+        let bound = Bound {
+            hash: &hash,
+            line: &line,
+            body: &body,
+        };
+        match approval::approve(&session.ctx, &decision, &bound, shared.http.approval_hold).await {
+            Ok(id) => record.approval_id = id,
+            Err(e) => {
+                if let GatewayError::ApprovalRequired {
+                    approval_id: Some(id),
+                    ..
+                } = &e
+                {
+                    record.approval_id.clone_from(id);
+                }
+                record.refused(&e);
+                return e.response();
+            }
+        }
+    }
+    forward(
+        shared,
+        &session,
+        target,
+        parts,
+        body,
+        &forward_path,
+        raw_query,
+        http,
+        record,
+    )
+    .await
+}
+
+/// The policy's decision, or why there is none (fail closed).
+fn decide(
+    shared: &Shared,
+    session: &HttpSession,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(HttpDecision, Arc<Decision>), GatewayError> {
+    let snapshot = shared
+        .snapshot
+        .usable()
+        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    let policies = snapshot.policies.as_ref().map_err(|e| {
+        tracing::error!(error = %e, "no usable policies");
+        GatewayError::Unavailable(
+            "the gateway's policies are unusable; every request is refused".to_owned(),
+        )
+    })?;
+    if shared.audit.is_full() {
+        return Err(GatewayError::Unavailable(
+            "the gateway cannot record requests right now; nothing was sent".to_owned(),
+        ));
+    }
+    let ctx = &session.ctx;
+    let subject = Subject {
+        identity: &ctx.identity.name,
+        groups: &ctx.identity.groups,
+        target: &ctx.target,
+    };
+    let req = HttpRequest {
+        method,
+        path,
+        query,
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        body: Some(body),
+    };
+    let http = policies.decide_http(&subject, &req);
+    // A request refused before any policy was consulted (bad method or
+    // path) carries no path; one no policy covers carries its path but no
+    // deciding policy: that target is not governed, so nothing is served.
+    if http.decision.policy.is_none()
+        && http.path.is_some()
+        && http.decision.verdict != Verdict::Allow
+    {
+        return Err(GatewayError::Unavailable(format!(
+            "no policy decides HTTP requests to target \"{}\"; every request is refused",
+            ctx.target
+        )));
+    }
+    let decision = Arc::new(http.decision.clone());
+    Ok((http, decision))
+}
+
+fn refusal(d: &Decision) -> GatewayError {
+    GatewayError::Denied {
+        rule: d.rule.clone(),
+        policy: d.policy.clone(),
+        reason: if d.reason.is_empty() {
+            "denied by policy".to_owned()
+        } else {
+            d.reason.clone()
+        },
+    }
+}
+
+/// The query as the record keeps it, redacted as the policy says.
+fn audit_query(http: &HttpDecision, raw: Option<&str>) -> String {
+    raw.map(|q| http.audit_query(q)).unwrap_or_default()
+}
+
+/// The start of the request body, through the policy's text detectors.
+fn sample_request(http: &HttpDecision, body: &[u8]) -> String {
+    if body.is_empty() {
+        return String::new();
+    }
+    let mut m = http.response.text_masker();
+    let mut out = Vec::new();
+    let head = &body[..body.len().min(SAMPLE_BYTES)];
+    if m.push(head, &mut out).is_err() || m.finish(&mut out).is_err() {
+        return format!("<{} bytes, not sampled>", body.len());
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one request's parts, passed once"
+)]
+async fn forward(
+    shared: &Shared,
+    session: &HttpSession,
+    target: &NodeTarget,
+    parts: Parts,
+    body: bytes::Bytes,
+    path: &str,
+    query: Option<String>,
+    http: HttpDecision,
+    mut record: Record,
+) -> Response<Body> {
+    let fail = |mut record: Record, e: GatewayError| {
+        record.started = None;
+        record.refused(&e);
+        e.response()
+    };
+    let client = match shared.clients.for_target(&target.0, &shared.http) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "unusable HTTP target");
+            return fail(
+                record,
+                GatewayError::BadGateway(format!("target \"{}\" is unavailable", target.0.name)),
+            );
+        }
+    };
+    let mut headers = headers::upstream_request(parts.headers);
+    let mut query = query;
+    if let Err(e) = session.credential.apply(&mut headers, &mut query) {
+        tracing::error!(error = %e, "credential cannot be sent");
+        return fail(
+            record,
+            GatewayError::BadGateway(format!("target \"{}\" is unavailable", target.0.name)),
+        );
+    }
+    let url = upstream::url(&target.0.base_url, path, query.as_deref());
+    let request = client
+        .request(parts.method, url)
+        .headers(headers)
+        .body(body);
+    record.started = Some(Instant::now());
+    let sent = tokio::time::timeout(shared.http.upstream_timeout, request.send()).await;
+    let resp = match sent {
+        Err(_) => {
+            return fail(
+                record,
+                GatewayError::UpstreamTimeout(shared.http.upstream_timeout.as_secs()),
+            );
+        }
+        Ok(Err(e)) => {
+            // Without the URL: with query placement it carries the credential.
+            let e = e.without_url();
+            tracing::warn!(error = %e, target_name = %target.0.name, "upstream request failed");
+            let why = if e.is_connect() {
+                "the gateway could not connect to the upstream"
+            } else if e.is_timeout() {
+                "the upstream timed out"
+            } else {
+                "the upstream closed the connection without a response"
+            };
+            return fail(record, GatewayError::BadGateway(why.to_owned()));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let encoding = resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let action =
+        match response::body_action(&http.response, content_type.as_deref(), encoding.as_deref()) {
+            Ok(a) => a,
+            Err(e) => return fail(record, e),
+        };
+    response::stream(
+        resp,
+        &http.response,
+        action,
+        &session.secrets,
+        shared.http.upstream_stall,
+        record,
+    )
+}

@@ -1,0 +1,168 @@
+//! Removes echoes of secrets from what the client receives: the credential
+//! the gateway injected and the agent's own token (an API such as httpbin
+//! echoes request headers back). Works on a stream: a secret split across
+//! chunks is still found, because the tail that could begin one is held
+//! back until the next chunk.
+
+use base64::Engine as _;
+
+/// What replaces a secret.
+pub const REDACTED: &[u8] = b"[redacted by sluice]";
+
+/// Secrets shorter than this are not scrubbed: replacing every occurrence
+/// of a very short string would corrupt unrelated bytes.
+const MIN_SECRET: usize = 6;
+
+/// The secrets of one request, in every form an echo may take them.
+#[derive(Clone, Default)]
+pub struct Secrets(Vec<Vec<u8>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} forms)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// Adds `secret` as is, percent-encoded, JSON-escaped and in base64
+    /// (as sent in basic authentication).
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() < MIN_SECRET {
+            return;
+        }
+        let forms = [
+            secret.to_owned(),
+            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            serde_json::to_string(secret)
+                .map(|s| s.trim_matches('"').to_owned())
+                .unwrap_or_default(),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+        ];
+        for f in forms {
+            if f.len() >= MIN_SECRET && !self.0.iter().any(|s| s == f.as_bytes()) {
+                self.0.push(f.into_bytes());
+            }
+        }
+        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Whether there is nothing to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `text` contains any form of a secret.
+    pub fn found_in(&self, text: &[u8]) -> bool {
+        self.0.iter().any(|s| find(text, s).is_some())
+    }
+
+    fn longest(&self) -> usize {
+        self.0.first().map_or(0, Vec::len)
+    }
+
+    /// A streaming scrubber over these secrets.
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber {
+            secrets: self.clone(),
+            held: Vec::new(),
+            count: 0,
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Scrubs one response body, chunk by chunk.
+#[derive(Debug)]
+pub struct Scrubber {
+    secrets: Secrets,
+    held: Vec<u8>,
+    count: u64,
+}
+
+impl Scrubber {
+    /// Scrubs `chunk`, appending what is safe to send to `out`; keeps back
+    /// the tail that could be the start of a secret.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.secrets.is_empty() {
+            out.extend_from_slice(chunk);
+            return;
+        }
+        self.held.extend_from_slice(chunk);
+        let keep = self.secrets.longest().saturating_sub(1);
+        let text = std::mem::take(&mut self.held);
+        let replaced = self.replace(&text);
+        let cut = replaced.len().saturating_sub(keep);
+        // Held bytes are scanned again with the next chunk; a replacement
+        // held back among them is harmless, since it contains no secret.
+        out.extend_from_slice(&replaced[..cut]);
+        self.held = replaced[cut..].to_vec();
+    }
+
+    /// Sends what was held back.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let text = std::mem::take(&mut self.held);
+        let replaced = self.replace(&text);
+        out.extend_from_slice(&replaced);
+    }
+
+    /// Secrets replaced so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn replace(&mut self, text: &[u8]) -> Vec<u8> {
+        let mut cur = text.to_vec();
+        for s in &self.secrets.0 {
+            let mut next = Vec::with_capacity(cur.len());
+            let mut rest = &cur[..];
+            while let Some(i) = find(rest, s) {
+                next.extend_from_slice(&rest[..i]);
+                next.extend_from_slice(REDACTED);
+                rest = &rest[i + s.len()..];
+                self.count += 1;
+            }
+            next.extend_from_slice(rest);
+            cur = next;
+        }
+        cur
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_split_anywhere_are_scrubbed() {
+        let mut s = Secrets::default();
+        s.add("sk_upstream_123456");
+        s.add("abc");
+        let body = br#"{"headers":{"Authorization":"Bearer sk_upstream_123456"},"x":"sk_upstream_123456"}"#;
+        for cut in 0..body.len() {
+            let mut sc = s.scrubber();
+            let mut out = Vec::new();
+            sc.push(&body[..cut], &mut out);
+            sc.push(&body[cut..], &mut out);
+            sc.finish(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("sk_upstream"), "cut {cut}: {text}");
+            assert_eq!(sc.count(), 2);
+            assert!(text.contains("abc") || !body.windows(3).any(|w| w == b"abc"));
+        }
+    }
+
+    #[test]
+    fn encoded_forms_are_found_too() {
+        let mut s = Secrets::default();
+        s.add("user:p@ss word");
+        assert!(s.found_in(b"Basic dXNlcjpwQHNzIHdvcmQ="));
+        assert!(s.found_in(b"?key=user%3Ap%40ss+word"));
+        assert!(!s.found_in(b"nothing here"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Audit sessions of the HTTP gateway: HTTP has no connection that lasts as
+//! long as an agent's work, so a session is one token on one target through
+//! this node. It opens with the first request (recording who, from where,
+//! and fetching the upstream credential once), and ends when idle, killed,
+//! at the token's expiry, or at shutdown, like a SQL session.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_identity::Identity;
+use sluice_proto::v1;
+use sluice_proto::v1::audit_event::Payload;
+use tokio::sync::OnceCell;
+
+use super::problem::GatewayError;
+use super::scrub::Secrets;
+use super::upstream::Credential;
+use crate::control::snapshot::NodeTarget;
+use crate::pg::relay::SessionCtx;
+use crate::sessions::Kill;
+
+/// One live session.
+#[derive(Debug)]
+pub struct HttpSession {
+    /// Identity, audit trail and approvals (shared with the SQL path).
+    pub ctx: SessionCtx,
+    /// The upstream credential, resolved once for the session.
+    pub credential: Credential,
+    /// What must never be echoed to the client.
+    pub secrets: Secrets,
+    last_used_ms: AtomicI64,
+    in_flight: AtomicU64,
+}
+
+impl HttpSession {
+    /// Marks a request as started; the returned guard marks it finished.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    fn touch(&self) {
+        self.last_used_ms
+            .store(sluice_common::unix_ms(), Ordering::Release);
+    }
+}
+
+/// A request in flight; the session is not ended as idle while one is.
+#[derive(Debug)]
+pub struct InFlight(Arc<HttpSession>);
+
+impl InFlight {
+    /// The session.
+    pub fn session(&self) -> &Arc<HttpSession> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<HttpSession>>>;
+
+/// What opening a session needs from the node.
+pub struct Opening<'a> {
+    /// Who.
+    pub identity: Identity,
+    /// Their token (to fetch a sealed credential, and to scrub its echo).
+    pub token: &'a str,
+    /// The target.
+    pub target: &'a NodeTarget,
+    /// From where.
+    pub peer: SocketAddr,
+    /// Over TLS?
+    pub tls: bool,
+}
+
+/// The node's HTTP sessions.
+#[derive(Debug, Default)]
+pub struct HttpSessions {
+    live: Mutex<HashMap<(String, String), Slot>>,
+}
+
+impl HttpSessions {
+    /// The session of this token on this target, opened if there is none.
+    pub async fn get_or_open(
+        self: &Arc<Self>,
+        shared: &Arc<super::gateway::Shared>,
+        o: Opening<'_>,
+    ) -> Result<Arc<HttpSession>, GatewayError> {
+        let key = (o.identity.token_id.clone(), o.target.0.name.clone());
+        let slot = match self.live.lock() {
+            Ok(mut g) => g.entry(key.clone()).or_default().clone(),
+            Err(_) => {
+                return Err(GatewayError::Unavailable(
+                    "session table unavailable".to_owned(),
+                ));
+            }
+        };
+        let session = slot.get_or_try_init(|| open(shared, o)).await?.clone();
+        Ok(session)
+    }
+
+    fn forget(&self, key: &(String, String)) {
+        if let Ok(mut g) = self.live.lock() {
+            g.remove(key);
+        }
+    }
+}
+
+async fn open(
+    shared: &Arc<super::gateway::Shared>,
+    o: Opening<'_>,
+) -> Result<Arc<HttpSession>, GatewayError> {
+    let target = &o.target.0;
+    let ctx = SessionCtx::new(
+        o.identity,
+        target.name.clone(),
+        shared.limits,
+        shared.audit.clone(),
+        shared.snapshot.clone(),
+    )
+    .with_approvals(shared.approvals.clone());
+    let unavailable =
+        || GatewayError::BadGateway(format!("target \"{}\" is unavailable", target.name));
+    let login = shared
+        .credentials
+        .for_session(target, &ctx.identity, o.token, &ctx.session_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, target_name = %target.name, "no upstream credential for the session");
+            unavailable()
+        })?;
+    let credential = Credential::new(&target.http_auth, login.password).map_err(|e| {
+        tracing::warn!(error = %e, target_name = %target.name, "unusable HTTP target");
+        unavailable()
+    })?;
+    let mut secrets = Secrets::default();
+    credential.add_secrets(&mut secrets);
+    secrets.add(o.token);
+    ctx.emit(Payload::SessionStart(v1::SessionStart {
+        identity: ctx.identity.name.clone(),
+        identity_kind: ctx.identity.kind.as_str().to_owned(),
+        groups: ctx.identity.groups.clone(),
+        target: ctx.target.clone(),
+        client_addr: o.peer.to_string(),
+        tls: o.tls,
+        protocol: "http".to_owned(),
+        token_id: ctx.identity.token_id.clone(),
+        application_name: String::new(),
+    }))
+    .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+    tracing::info!(session_id = %ctx.session_id, identity = %ctx.identity.name, target_name = %target.name, "http session started");
+    let kill = shared
+        .sessions
+        .open(&ctx.session_id, &ctx.identity.token_id, &shared.shutdown);
+    let session = Arc::new(HttpSession {
+        ctx,
+        credential,
+        secrets,
+        last_used_ms: AtomicI64::new(sluice_common::unix_ms()),
+        in_flight: AtomicU64::new(0),
+    });
+    let key = (session.ctx.identity.token_id.clone(), target.name.clone());
+    tokio::spawn(watch(shared.clone(), session.clone(), kill, key));
+    Ok(session)
+}
+
+/// Ends a session when it is killed, its token expires, the node shuts
+/// down, or it has been idle too long.
+async fn watch(
+    shared: Arc<super::gateway::Shared>,
+    s: Arc<HttpSession>,
+    kill: Kill,
+    key: (String, String),
+) {
+    let idle_ms = i64::try_from(shared.http.session_idle.as_millis()).unwrap_or(i64::MAX);
+    let tick =
+        (shared.http.session_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
+    let now_ms = u64::try_from(sluice_common::unix_ms()).unwrap_or(0);
+    let expiry = tokio::time::sleep(Duration::from_millis(
+        s.ctx
+            .identity
+            .expires_at
+            .saturating_mul(1000)
+            .saturating_sub(now_ms),
+    ));
+    tokio::pin!(expiry);
+    let reason = loop {
+        tokio::select! {
+            () = kill.token.cancelled() => break if shared.shutdown.is_cancelled() { "shutdown" } else { "killed" },
+            () = kill.drain.cancelled() => break "killed",
+            () = &mut expiry => break "token_expired",
+            () = tokio::time::sleep(tick) => {
+                let idle = sluice_common::unix_ms() - s.last_used_ms.load(Ordering::Acquire);
+                if idle >= idle_ms && s.in_flight.load(Ordering::Acquire) == 0 {
+                    break "idle";
+                }
+            }
+        }
+    };
+    shared.http_sessions.forget(&key);
+    shared.sessions.close(&s.ctx.session_id, None);
+    let _ = s.ctx.emit(s.ctx.end_event(reason));
+    tracing::info!(session_id = %s.ctx.session_id, reason, "http session ended");
+}

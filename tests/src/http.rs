@@ -1,0 +1,113 @@
+//! Real HTTP services for the HTTP gateway tests, started per test on free
+//! ports: json-server (npm, `tests/http`) serving the demo customers, and
+//! httpbin (PyPI) echoing what it receives. Both stop when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::gateway::free_port;
+
+/// A child process killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stand_ins() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("http")
+}
+
+/// json-server on a private copy of `tests/http/db.json` (it writes to it).
+pub async fn json_server() -> anyhow::Result<Service> {
+    let bin = stand_ins().join("node_modules/json-server/lib/cli/bin.js");
+    if !bin.exists() {
+        bail!("json-server is not installed: run `npm ci` in tests/http (.ci/run does)");
+    }
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("db.json");
+    std::fs::copy(stand_ins().join("db.json"), &db)?;
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.path().join("json-server.log"))?;
+    let child = Command::new("node")
+        .arg(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--quiet",
+        ])
+        .arg(&db)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start node")?;
+    wait_up(child, format!("http://127.0.0.1:{port}"), "/customers", dir).await
+}
+
+/// httpbin (`python3 -m httpbin.core`).
+pub async fn httpbin() -> anyhow::Result<Service> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.path().join("httpbin.log"))?;
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "httpbin.core",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start python3 (pip install -r tests/http/requirements.txt)")?;
+    wait_up(child, format!("http://127.0.0.1:{port}"), "/get", dir).await
+}
+
+async fn wait_up(
+    child: Child,
+    url: String,
+    probe: &str,
+    dir: tempfile::TempDir,
+) -> anyhow::Result<Service> {
+    let mut s = Service {
+        child,
+        url,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{}{probe}", s.url)).send().await
+            && r.status().is_success()
+        {
+            return Ok(s);
+        }
+        if let Some(status) = s.child.try_wait()? {
+            bail!("{} exited with {status}", s.url);
+        }
+        if Instant::now() > deadline {
+            bail!("{} not up after 30s", s.url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
