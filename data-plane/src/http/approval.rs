@@ -115,6 +115,16 @@ pub async fn approve(
     let url = (!answer.url.is_empty()).then(|| answer.url.clone());
     match answer.state.as_str() {
         "approved" if id.is_some() => Ok(answer.approval_id),
+        // Held past the wait: the request was withdrawn with the ticket.
+        "pending" if id.is_some() && mode == ApprovalMode::Hold => Err(refuse(
+            id,
+            url,
+            format!(
+                "{lead}; approval request {} was not decided within {}s and was withdrawn: send the request again to ask anew",
+                answer.approval_id,
+                hold.as_secs()
+            ),
+        )),
         "pending" if id.is_some() => Err(refuse(
             id,
             url,
