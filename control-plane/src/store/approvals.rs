@@ -1,5 +1,6 @@
 //! Approval requests and their decision history.
 
+use super::BeginWrite as _;
 use super::{Store, StoreError, now_us, with_pool};
 use crate::approvals::State;
 
@@ -329,7 +330,7 @@ impl Store {
     pub async fn transition_approval(&self, id: &str, t: &Transition) -> Result<bool, StoreError> {
         let decided_at = (t.state != State::Pending).then_some(t.entry.at);
         let done = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query(
                 "UPDATE approvals SET state = $3, version = version + 1, \
                  decided_at = COALESCE($4, decided_at), expires_at = COALESCE($5, expires_at) \

@@ -3,6 +3,7 @@
 //! events live in `events.rs`; both tables refuse updates and deletes by
 //! trigger (migration 0003).
 
+use super::BeginWrite as _;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
@@ -269,7 +270,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let seq = seq_i64(c.checkpoint.seq);
         let stored = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let done = sqlx::query(
                 "INSERT INTO audit_checkpoints (seq, created_at, prev_hash, hash, key_id, public_key, \
                  signature, sessions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (seq) DO NOTHING",

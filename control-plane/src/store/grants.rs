@@ -1,5 +1,6 @@
 //! Access grants and their decision history.
 
+use super::BeginWrite as _;
 use super::{BUMP_REVISION, Store, StoreError, now_us, with_pool};
 use crate::grants::GrantState;
 
@@ -254,7 +255,7 @@ impl Store {
         let decided_at = matches!(t.state, GrantState::Active | GrantState::Denied).then_some(at);
         let ended_at = matches!(t.state, GrantState::Expired | GrantState::Revoked).then_some(at);
         let done = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let before: Option<(String,)> =
                 sqlx::query_as("SELECT state FROM access_grants WHERE id = $1 AND version = $2")
                     .bind(id)

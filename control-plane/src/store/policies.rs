@@ -1,4 +1,4 @@
-use super::{BUMP_REVISION, Store, StoreError, now_us, with_pool};
+use super::{BUMP_REVISION, BeginWrite as _, Store, StoreError, now_us, with_pool};
 
 /// The current version of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Store {
     ) -> Result<Option<StoredPolicy>, StoreError> {
         let now = now_us();
         let stored = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let existing: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM policies WHERE name = $1")
                     .bind(name)
@@ -120,7 +120,7 @@ impl Store {
     pub async fn delete_policy(&self, name: &str, author: &str) -> Result<bool, StoreError> {
         let now = now_us();
         let existed = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let gone = sqlx::query("DELETE FROM policies WHERE name = $1")
                 .bind(name)
                 .execute(&mut *tx)

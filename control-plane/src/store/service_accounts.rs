@@ -2,6 +2,7 @@
 //! client id and secret for short-lived tokens; the secret is stored hashed
 //! and shown once.
 
+use super::BeginWrite as _;
 use super::secret::{generate, hash, hashes_equal};
 use super::{BUMP_REVISION, Store, StoreError, now_us, with_pool};
 
@@ -205,7 +206,7 @@ impl Store {
     pub async fn disable_service_account(&self, name: &str) -> Result<bool, StoreError> {
         let now = now_us();
         let disabled = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let id: Option<(String,)> = sqlx::query_as(
                 "UPDATE service_accounts SET disabled_at = $2 WHERE name = $1 AND disabled_at IS NULL RETURNING id",
             )

@@ -1,4 +1,4 @@
-use super::{BUMP_REVISION, Store, StoreError, now_us, with_pool};
+use super::{BUMP_REVISION, BeginWrite as _, Store, StoreError, now_us, with_pool};
 
 /// A system Sluice guards. Its credentials are held only in stored form
 /// (sealed, or a node-local reference; see [`crate::secrets`]) and never
@@ -152,7 +152,7 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_us();
         with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "INSERT INTO targets (id, name, kind, host, port, database, username, secret, tls_mode, created_at, updated_at, base_url, http_auth, ca_pem) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
@@ -265,7 +265,7 @@ impl Store {
         F: Fn(&str, &str) -> Result<Option<String>, E>,
     {
         let changed = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let targets: Vec<(String, String, String)> =
                 sqlx::query_as("SELECT id, name, secret FROM targets")
                     .fetch_all(&mut *tx)
@@ -316,7 +316,7 @@ impl Store {
     /// Removes a target by name; returns whether it existed.
     pub async fn delete_target(&self, name: &str) -> Result<bool, StoreError> {
         let deleted = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "DELETE FROM target_logins WHERE target_id IN (SELECT id FROM targets WHERE name = $1)",
             )

@@ -3,6 +3,7 @@
 //! Revocations reach nodes in the snapshot, so a revoked token stops working
 //! everywhere without waiting for its expiry.
 
+use super::BeginWrite as _;
 use super::{BUMP_REVISION, Store, StoreError, now_us, with_pool};
 
 /// One issued token, without its secret.
@@ -97,7 +98,7 @@ impl Store {
         token_id: &str,
     ) -> Result<bool, StoreError> {
         let revoked = with_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query(
                 "UPDATE issued_tokens SET revoked_at = $3 WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
             )
