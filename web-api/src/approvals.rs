@@ -232,19 +232,33 @@ pub struct DecisionBody {
     pub reason: String,
 }
 
-fn body(bytes: &Bytes) -> Result<DecisionBody, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DecisionBody::default());
+impl DecisionBody {
+    /// Reads the optional body of a vote (or a revocation): none, or
+    /// `{"reason": "..."}` of bounded size; a denial must say why.
+    pub(crate) fn read(
+        raw: Result<Bytes, BytesRejection>,
+        reason_required: bool,
+    ) -> Result<Self, ApiError> {
+        let bytes = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
+        let b: Self = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Self::default()
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::BadRequest(format!("the body must be {{\"reason\": \"...\"}}: {e}"))
+            })?
+        };
+        if b.reason.len() > MAX_REASON {
+            return Err(ApiError::BadRequest(format!(
+                "reason may be at most {MAX_REASON} bytes"
+            )));
+        }
+        if reason_required && b.reason.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "a denial needs a reason: {\"reason\": \"...\"}".to_owned(),
+            ));
+        }
+        Ok(b)
     }
-    let b: DecisionBody = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be {{\"reason\": \"...\"}}: {e}"))
-    })?;
-    if b.reason.len() > MAX_REASON {
-        return Err(ApiError::BadRequest(format!(
-            "reason may be at most {MAX_REASON} bytes"
-        )));
-    }
-    Ok(b)
 }
 
 async fn decide(
@@ -280,8 +294,7 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApprovalView>, ApiError> {
-    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
-    let b = body(&raw)?;
+    let b = DecisionBody::read(raw, false)?;
     decide(&caller, &s, &id, Action::Approve, &b.reason).await
 }
 
@@ -302,12 +315,6 @@ pub(crate) async fn deny(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApprovalView>, ApiError> {
-    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
-    let b = body(&raw)?;
-    if b.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "a denial needs a reason: {\"reason\": \"...\"}".to_owned(),
-        ));
-    }
+    let b = DecisionBody::read(raw, true)?;
     decide(&caller, &s, &id, Action::Deny, &b.reason).await
 }

@@ -37,9 +37,6 @@ pub(crate) fn routes() -> Router<AppState> {
 const DEFAULT_LIMIT: u32 = 100;
 /// The most grants one answer holds.
 const MAX_LIMIT: u32 = 500;
-/// The longest reason, in bytes.
-const MAX_REASON: usize = 2000;
-
 /// An access grant.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GrantView {
@@ -270,21 +267,6 @@ pub(crate) async fn show(
     Ok(Json(view(&s, g, Some(history))))
 }
 
-fn body(bytes: &Bytes) -> Result<DecisionBody, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DecisionBody::default());
-    }
-    let b: DecisionBody = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be {{\"reason\": \"...\"}}: {e}"))
-    })?;
-    if b.reason.len() > MAX_REASON {
-        return Err(ApiError::BadRequest(format!(
-            "reason may be at most {MAX_REASON} bytes"
-        )));
-    }
-    Ok(b)
-}
-
 async fn decide(
     caller: &Caller<ApproverOrAdmin>,
     s: &AppState,
@@ -321,8 +303,7 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
-    let b = body(&raw)?;
+    let b = DecisionBody::read(raw, false)?;
     decide(&caller, &s, &id, Action::Approve, &b.reason).await
 }
 
@@ -343,13 +324,7 @@ pub(crate) async fn deny(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
-    let b = body(&raw)?;
-    if b.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest(
-            "a denial needs a reason: {\"reason\": \"...\"}".to_owned(),
-        ));
-    }
+    let b = DecisionBody::read(raw, true)?;
     decide(&caller, &s, &id, Action::Deny, &b.reason).await
 }
 
@@ -369,8 +344,7 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GrantView>, ApiError> {
-    let raw = raw.map_err(|r| crate::extract::from_bytes_rejection(&r))?;
-    let b = body(&raw)?;
+    let b = DecisionBody::read(raw, false)?;
     let g = s.cp.revoke_grant(&id, &caller.identity, &b.reason).await?;
     let history = s.cp.store.grant_history(&id).await?;
     Ok(Json(view(&s, g, Some(history))))
