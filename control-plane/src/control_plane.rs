@@ -176,11 +176,6 @@ impl ControlPlane {
             cp.config.approval_sweep_interval,
             cp.shutdown.clone(),
         ));
-        tokio::spawn(crate::grants::sweep(
-            cp.clone(),
-            cp.config.approval_sweep_interval,
-            cp.shutdown.clone(),
-        ));
         cp.seal_legacy_secrets()
             .await
             .map_err(|e| StartError::Config(format!("target credentials: {e}")))?;

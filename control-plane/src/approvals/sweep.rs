@@ -1,5 +1,6 @@
-//! The expiry sweeper: pending requests past their deadline are recorded
-//! as expired even when nobody reads them, so the `approval.decided`
+//! The expiry sweeper: pending requests past their deadline (and access
+//! grants past their end) are recorded as expired even when nobody reads
+//! them, so the `approval.decided`
 //! webhook, the audit record and the node holding the statement all learn
 //! of it. Any replica may run it: the store's version check lets only one
 //! record each expiry.
@@ -25,7 +26,9 @@ impl ControlPlane {
     }
 }
 
-/// Sweeps every `interval` until shutdown.
+/// Sweeps lapsed approval requests and access grants every `interval` until
+/// shutdown, so their expiry is recorded (and an expired grant's sessions
+/// end) even when nobody reads them.
 pub async fn run(cp: ControlPlane, interval: Duration, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -34,12 +37,16 @@ pub async fn run(cp: ControlPlane, interval: Duration, shutdown: Shutdown) {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => break,
         }
-        match cp.sweep_expired_approvals(sluice_common::unix_us()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "lapsed approval requests recorded as expired"),
-            Err(e) => {
-                tracing::warn!(error = %e, "approval expiry sweep failed; retrying next interval")
-            }
-        }
+        let now = sluice_common::unix_us();
+        report("approval requests", cp.sweep_expired_approvals(now).await);
+        report("access grants", cp.sweep_expired_grants(now).await);
+    }
+}
+
+fn report<E: std::fmt::Display>(what: &str, swept: Result<usize, E>) {
+    match swept {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, what, "lapsed items recorded as expired"),
+        Err(e) => tracing::warn!(error = %e, what, "expiry sweep failed; retrying next interval"),
     }
 }

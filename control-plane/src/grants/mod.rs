@@ -13,7 +13,6 @@ use std::time::Duration;
 
 pub use rules::{GrantRefusal, GrantState, effective};
 
-use sluice_common::Shutdown;
 use sluice_identity::Identity;
 use sluice_policy::{Policy, Subject};
 
@@ -366,25 +365,5 @@ impl ControlPlane {
             self.record_grant_expiry(g, now).await?;
         }
         Ok(lapsed.len())
-    }
-}
-
-/// Sweeps lapsed grants every `interval` until shutdown, so an expired
-/// grant's sessions end and its record closes even when nobody reads it.
-pub async fn sweep(cp: ControlPlane, interval: Duration, shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => break,
-        }
-        match cp.sweep_expired_grants(sluice_common::unix_us()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "lapsed access grants recorded as expired"),
-            Err(e) => {
-                tracing::warn!(error = %e, "grant expiry sweep failed; retrying next interval")
-            }
-        }
     }
 }
