@@ -403,6 +403,61 @@ async fn the_audit_record_counts_masked_values_and_holds_none() {
     }
 }
 
+/// Drivers such as tokio-postgres describe each statement, then ask for
+/// every result in binary: a text column carries its mask, and a masked
+/// value of a type that cannot hold one is refused before the statement
+/// reaches the server.
+#[tokio::test]
+async fn binary_results_carry_the_mask_or_are_refused_before_running() {
+    let gw = reference().await;
+    let c = gw.connect("e2e-masking-binary").await.unwrap();
+    let rows = c
+        .query("SELECT ssn, email FROM customers ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r.get::<_, &str>(0), "****");
+        let email: &str = r.get(1);
+        assert!(email.contains("***@"), "{email}");
+    }
+    let e = c
+        .query("SELECT id, length(ssn) AS n FROM customers", &[])
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert!(
+        db.message().contains("\"n\"") && db.message().contains("text format"),
+        "{}",
+        db.message()
+    );
+    // Refused at the server, so a transaction is aborted as by any error
+    // and nothing after it in the transaction runs.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.query("SELECT length(ssn) AS n FROM customers", &[])
+        .await
+        .unwrap_err();
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+    );
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // In text format the same statement runs, masked whole.
+    let msgs = c
+        .simple_query("SELECT length(ssn) AS n FROM customers")
+        .await
+        .unwrap();
+    let values: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["****"; 4]);
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

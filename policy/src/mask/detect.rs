@@ -424,11 +424,33 @@ impl<'a> Profile<'a> {
     }
 
     /// Secret-key shapes: a prefix (at least 3 letters, and `_`, `-` or
-    /// `z`) and 6 more of `[A-Za-z0-9_-]`.
+    /// `z`) and 6 more of `[A-Za-z0-9_-]`; the prefix is one of a known
+    /// list, so two letters before some `_` or `-` end one (`sk_`, `whsec_`,
+    /// `xoxb-`, ...) or the value holds `AIza`. Codes such as `REF-2041`
+    /// fail here.
     fn secret_key(&self) -> bool {
-        self.has(KEYISH) && self.count(WORD) >= 10 && self.count(ALNUM) - self.digits() >= 3
+        self.has(KEYISH)
+            && self.count(WORD) >= 10
+            && self.count(ALNUM) - self.digits() >= 3
+            && (self.value.windows(3).any(|w| {
+                matches!(w[2], b'_' | b'-')
+                    && SECRET_PREFIX_ENDS.contains(&[w[0] | 0x20, w[1] | 0x20])
+            }) || self
+                .value
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"aiza")))
     }
 }
+
+/// The last two letters (lower case) before the first `_` or `-` of every
+/// secret-key prefix of the `secret_key` pattern: `sk_`, `rk_`, `pk_`,
+/// `whsec_`, `gh[pousr]_`, `github_pat_` (`pat_`), `glpat-`, `xox[abposr]-`,
+/// `npm_`. `| 0x20` lower-cases letters and leaves `_`/`-`/digits unequal
+/// to any entry.
+const SECRET_PREFIX_ENDS: [[u8; 2]; 17] = [
+    *b"sk", *b"rk", *b"pk", *b"ec", *b"hp", *b"ho", *b"hu", *b"hs", *b"hr", *b"at", *b"xa", *b"xb",
+    *b"xp", *b"xo", *b"xs", *b"xr", *b"pm",
+];
 
 /// The Luhn checksum over the digits of `s` (separators ignored).
 pub fn luhn(s: &[u8]) -> bool {
@@ -629,6 +651,8 @@ mod tests {
             "paid 120.50",
             "2026-01-10",
             "order 12345, id 7",
+            "REF-654321",
+            "Customer 654321",
         ] {
             assert!(!d.may_match(v.as_bytes()), "{v}");
         }
@@ -659,6 +683,8 @@ mod tests {
                         "4111 1111 1111 1111", "123-45-6789", "x@y.io", "GB82 WEST 1234 5698 7654 32",
                         "AKIAZ7QX4EXAMPLE9PLM", "eyJa.eyJb.c", "-----BEGIN PRIVATE KEY-----",
                         "sk_live_abcdef", "+41-44-555-0199", "(202) 555-0143", "\u{663}", "é",
+                        "whsec_", "GHP_", "xoxb-", "github_pat_", "GLPAT-", "npm_", "AIza", "RK_TEST_",
+                        "REF-", "abcdef123456",
                     ]).prop_map(|s| s.as_bytes().to_vec()),
                     "[0-9A-Za-z .@_+()\\-]{0,12}".prop_map(String::into_bytes),
                     proptest::num::u8::ANY.prop_map(|b| vec![b]),

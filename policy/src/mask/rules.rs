@@ -46,55 +46,75 @@ impl Mask {
     /// A value that is not UTF-8 is redacted whole: no character boundary
     /// can be trusted.
     pub fn apply(&self, value: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_to(value, &mut out).then_some(out)
+    }
+
+    /// [`Mask::apply`] appending to `out`, so a row being rewritten takes
+    /// the masked value without an allocation per value; `false` (nothing
+    /// written) for SQL NULL.
+    pub fn write_to(&self, value: &[u8], out: &mut Vec<u8>) -> bool {
         let Ok(text) = std::str::from_utf8(value) else {
-            return match self {
-                Self::Null => None,
-                Self::Hash(key) => Some(hash_hex(key, value).into_bytes()),
-                _ => Some(REDACTED.as_bytes().to_vec()),
-            };
+            match self {
+                Self::Null => return false,
+                Self::Hash(key) => write_hash(key, value, out),
+                _ => out.extend_from_slice(REDACTED.as_bytes()),
+            }
+            return true;
         };
-        let out = match self {
-            Self::Redact => REDACTED.to_owned(),
-            Self::Null => return None,
-            Self::KeepFirst(n) => keep(text, *n, true),
-            Self::KeepLast(n) => keep(text, *n, false),
-            Self::Email => email(text),
-            Self::Hash(key) => hash_hex(key, value),
-        };
-        Some(out.into_bytes())
+        match self {
+            Self::Redact => out.extend_from_slice(REDACTED.as_bytes()),
+            Self::Null => return false,
+            Self::KeepFirst(n) => keep(text, *n, true, out),
+            Self::KeepLast(n) => keep(text, *n, false, out),
+            Self::Email => email(text, out),
+            Self::Hash(key) => write_hash(key, value, out),
+        }
+        true
     }
 }
 
 /// Keeps `n` characters at one end. A value no longer than twice `n` is
 /// redacted whole, since the kept part would be most of it.
-fn keep(text: &str, n: usize, first: bool) -> String {
+fn keep(text: &str, n: usize, first: bool, out: &mut Vec<u8>) {
     let count = text.chars().count();
     if n == 0 || count <= n.saturating_mul(2) {
-        return REDACTED.to_owned();
+        out.extend_from_slice(REDACTED.as_bytes());
+        return;
     }
+    let boundary = |k: usize| text.char_indices().nth(k).map_or(text.len(), |(i, _)| i);
     if first {
-        let kept: String = text.chars().take(n).collect();
-        format!("{kept}{REDACTED}")
+        out.extend_from_slice(&text.as_bytes()[..boundary(n)]);
+        out.extend_from_slice(REDACTED.as_bytes());
     } else {
-        let kept: String = text.chars().skip(count - n).collect();
-        format!("{REDACTED}{kept}")
+        out.extend_from_slice(REDACTED.as_bytes());
+        out.extend_from_slice(&text.as_bytes()[boundary(count - n)..]);
     }
 }
 
 /// `a***@example.com`; anything that is not `local@domain` is redacted whole.
-fn email(text: &str) -> String {
+fn email(text: &str, out: &mut Vec<u8>) {
     match text.rsplit_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
+            let first = local.chars().next().map_or(0, char::len_utf8);
+            out.extend_from_slice(&local.as_bytes()[..first]);
+            out.extend_from_slice(b"***@");
+            out.extend_from_slice(domain.as_bytes());
         }
-        _ => REDACTED.to_owned(),
+        _ => out.extend_from_slice(REDACTED.as_bytes()),
     }
 }
 
 /// HMAC-SHA256 (RFC 2104) of `value` under `key`, first hex characters.
 pub fn hash_hex(key: &[u8], value: &[u8]) -> String {
+    let mut out = Vec::with_capacity(HASH_HEX);
+    write_hash(key, value, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn write_hash(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     const BLOCK: usize = 64;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut k = [0u8; BLOCK];
     if key.len() > BLOCK {
         k[..32].copy_from_slice(&Sha256::digest(key));
@@ -107,12 +127,10 @@ pub fn hash_hex(key: &[u8], value: &[u8]) -> String {
     let mut outer = Sha256::new();
     outer.update(k.map(|b| b ^ 0x5c));
     outer.update(inner.finalize());
-    let mut hex = String::with_capacity(64);
-    for b in outer.finalize() {
-        hex.push_str(&format!("{b:02x}"));
+    for b in outer.finalize().iter().take(HASH_HEX / 2) {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
     }
-    hex.truncate(HASH_HEX);
-    hex
 }
 
 #[cfg(test)]

@@ -11,15 +11,19 @@
 //!   notice text; errors of statements that touch a masked column also lose
 //!   their quoted literals (a cast error quotes the value it failed on).
 
+pub mod counts;
+mod row;
 pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use sluice_policy::mask::detect::Hit;
-use sluice_policy::mask::{Lineage, MaskPlan, OutCol, Taint};
+use sluice_policy::mask::{Lineage, Mask, MaskPlan, MaskSet, OutCol, Taint};
 
-use self::wire::{Field, Malformed};
+use self::counts::{Counts, Other};
+use self::row::RowWriter;
+use self::wire::{DataRowValues, Field, Malformed};
 use crate::pg::codec::frame::Frame;
 
 /// A RowDescription seen for a prepared statement or portal, shared between
@@ -33,16 +37,42 @@ enum ColumnAction {
     /// Forwarded; scanned by detectors when it is text.
     Pass { scan: bool },
     /// Masked with a column rule.
-    Mask {
-        taint: Taint,
-        /// The value travels as text (or a binary form that is text).
-        text: bool,
-    },
+    Mask { taint: Taint, carry: Carry },
+}
+
+/// How a masked value is written in its column's format and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carry {
+    /// Text format, or a binary form that is the text.
+    Text,
+    /// Binary `bytea`: raw bytes, which hold the masked text but are not
+    /// text to scan.
+    Bytes,
+    /// Binary `jsonb`: a version byte, then the text.
+    Jsonb,
+    /// Binary of a type that cannot hold a masked text: only SQL NULL.
+    NullOnly,
 }
 
 /// Type OIDs whose binary form is their text: text, varchar, bpchar, name,
-/// unknown, json.
-const TEXT_TYPES: [u32; 6] = [25, 1043, 1042, 19, 705, 114];
+/// unknown, json, xml.
+const TEXT_TYPES: [u32; 7] = [25, 1043, 1042, 19, 705, 114, 142];
+/// `bytea`.
+const BYTEA: u32 = 17;
+/// `jsonb`, whose binary form is a version byte and the text.
+const JSONB: u32 = 3802;
+
+impl Carry {
+    fn of(format: i16, type_oid: Option<u32>) -> Self {
+        match (format, type_oid) {
+            (0, _) => Self::Text,
+            (_, Some(t)) if TEXT_TYPES.contains(&t) => Self::Text,
+            (_, Some(JSONB)) => Self::Jsonb,
+            (_, Some(BYTEA)) => Self::Bytes,
+            _ => Self::NullOnly,
+        }
+    }
+}
 
 /// Masking state of one execution (a Query's statements, or an Execute).
 #[derive(Debug, Clone)]
@@ -57,18 +87,21 @@ pub struct ExecMask {
     /// the portal's result formats.
     described: Option<(DescSlot, DescSlot, Arc<[i16]>)>,
     /// Values masked, per rule or detector.
-    pub counts: BTreeMap<String, u64>,
+    counts: Counts,
+    /// Detector hits of the value at hand (kept to reuse its allocation).
+    hits: Vec<Hit>,
 }
 
 impl ExecMask {
     /// For a Query message.
     pub fn simple(plan: Arc<MaskPlan>) -> Self {
         Self {
+            counts: Counts::new(&plan.set),
             plan,
             statement: 0,
             actions: None,
             described: None,
-            counts: BTreeMap::new(),
+            hits: Vec::new(),
         }
     }
 
@@ -80,17 +113,19 @@ impl ExecMask {
         formats: Arc<[i16]>,
     ) -> Self {
         Self {
-            plan,
-            statement: 0,
-            actions: None,
             described: Some((statement, portal, formats)),
-            counts: BTreeMap::new(),
+            ..Self::simple(plan)
         }
     }
 
     /// The plan.
     pub fn plan(&self) -> &Arc<MaskPlan> {
         &self.plan
+    }
+
+    /// Values masked so far, by rule or detector name, for the audit record.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.named(&self.plan.set)
     }
 
     fn lineage(&self) -> Option<&Lineage> {
@@ -124,132 +159,155 @@ impl ExecMask {
                 } else {
                     wire::format_of(formats, i)
                 };
-                let text = format == 0 || TEXT_TYPES.contains(&f.type_oid);
-                match t {
-                    Taint::Clear => ColumnAction::Pass { scan: text },
-                    _ => ColumnAction::Mask { taint: t, text },
-                }
+                action(t, Carry::of(format, Some(f.type_oid)))
             })
             .collect()
+    }
+
+    /// The described columns of an Execute (portal first, then statement
+    /// with the Bind's formats), when the server has described either.
+    fn described_actions(&self) -> Option<(Arc<Vec<Field>>, Vec<ColumnAction>)> {
+        let (stmt, portal, formats) = self.described.as_ref()?;
+        if let Some(f) = portal.lock().ok().and_then(|g| g.clone()) {
+            let a = self.actions_for(&f, &[]);
+            return Some((f, a));
+        }
+        let f = stmt.lock().ok().and_then(|g| g.clone())?;
+        let a = self.actions_for(&f, formats);
+        Some((f, a))
     }
 
     /// The actions of an Execute, from the portal's or statement's
     /// description; without either, from the row's width alone.
     fn execute_actions(&self, width: usize) -> Vec<ColumnAction> {
-        if let Some((stmt, portal, formats)) = &self.described {
-            let portal = portal.lock().ok().and_then(|g| g.clone());
-            if let Some(f) = portal {
-                return self.actions_for(&f, &[]);
-            }
-            let stmt = stmt.lock().ok().and_then(|g| g.clone());
-            if let Some(f) = stmt {
-                return self.actions_for(&f, formats);
-            }
-            let names = vec![None; width];
-            // Formats unknown per type: binary values are treated as
-            // non-text, so masked ones become NULL.
-            return taints(self.lineage(), &names)
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let text = wire::format_of(formats, i) == 0;
-                    match t {
-                        Taint::Clear => ColumnAction::Pass { scan: text },
-                        _ => ColumnAction::Mask { taint: t, text },
-                    }
-                })
-                .collect();
+        if let Some((_, a)) = self.described_actions() {
+            return a;
         }
         let names = vec![None; width];
+        let formats = self.described.as_ref().map(|(_, _, f)| f.clone());
+        // Types unknown: a binary value is taken as one that cannot carry a
+        // mask, so masked ones become NULL.
         taints(self.lineage(), &names)
             .into_iter()
-            .map(|t| match t {
-                Taint::Clear => ColumnAction::Pass { scan: true },
-                _ => ColumnAction::Mask {
-                    taint: t,
-                    text: true,
-                },
+            .enumerate()
+            .map(|(i, t)| {
+                let format = formats.as_deref().map_or(0, |f| wire::format_of(f, i));
+                action(t, Carry::of(format, None))
             })
             .collect()
     }
 
-    /// A DataRow: the frame to send instead, or `None` to send it unchanged.
-    pub fn on_data_row(&mut self, body: &[u8]) -> Option<Frame> {
-        let values = match wire::data_row(body) {
-            Ok(v) => v,
-            Err(Malformed(_)) => {
-                // Cannot be read, so cannot be checked: send an empty row.
-                *self.counts.entry("malformed_row".to_owned()).or_default() += 1;
-                return Some(Frame::new(b'D', &0i16.to_be_bytes()));
-            }
-        };
-        if self
-            .actions
-            .as_ref()
-            .is_none_or(|a| a.len() != values.len())
-        {
-            self.actions = Some(self.execute_actions(values.len()));
-        }
-        let actions = self.actions.take().unwrap_or_default();
-        let out = self.rewrite(&values, &actions);
-        self.actions = Some(actions);
-        out
+    /// Why an Execute must not run, decided before it reaches the server:
+    /// a masked column requested in the binary format of a type that cannot
+    /// hold a masked value (an `int4` cannot read `****`). `None` when every
+    /// masked column can carry its mask, or the columns are not known yet
+    /// (then such values go out as NULL, never as they are).
+    pub fn binary_refusal(&self) -> Option<String> {
+        let (fields, actions) = self.described_actions()?;
+        fields.iter().zip(&actions).find_map(|(f, a)| match a {
+            ColumnAction::Mask {
+                taint,
+                carry: Carry::NullOnly,
+            } if !self.masks_to_null(*taint) => Some(format!(
+                "column \"{}\" is masked and was requested in binary format as a type \
+                 (OID {}) that cannot hold a masked value; request it in text format",
+                f.name, f.type_oid
+            )),
+            _ => None,
+        })
     }
 
-    fn rewrite(&mut self, values: &[Option<&[u8]>], actions: &[ColumnAction]) -> Option<Frame> {
-        let set = Arc::clone(&self.plan.set);
+    fn masks_to_null(&self, taint: Taint) -> bool {
+        match taint {
+            Taint::Column(r) => self.plan.set.mask(r) == Some(&Mask::Null),
+            _ => false,
+        }
+    }
+
+    /// A DataRow: the frame to send instead, or `None` to send it unchanged.
+    pub fn on_data_row(&mut self, body: &[u8]) -> Option<Frame> {
+        let width = match DataRowValues::new(body) {
+            Ok(v) => v.len(),
+            Err(_) => return Some(self.malformed_row()),
+        };
+        if self.actions.as_ref().is_none_or(|a| a.len() != width) {
+            self.actions = Some(self.execute_actions(width));
+        }
+        let actions = self.actions.take().unwrap_or_default();
+        let out = self.rewrite(body, &actions);
+        self.actions = Some(actions);
+        match out {
+            Ok(frame) => frame,
+            Err(Malformed(_)) => Some(self.malformed_row()),
+        }
+    }
+
+    /// A row that cannot be read cannot be checked: it goes out empty.
+    fn malformed_row(&mut self) -> Frame {
+        self.counts.other(Other::MalformedRow);
+        Frame::new(b'D', &0i16.to_be_bytes())
+    }
+
+    fn rewrite(
+        &mut self,
+        body: &[u8],
+        actions: &[ColumnAction],
+    ) -> Result<Option<Frame>, Malformed> {
+        let mut values = DataRowValues::new(body)?;
         // The new row, begun only once a value changes: rows with nothing
         // to mask (the common case) are forwarded as they came.
         let mut out: Option<RowWriter> = None;
-        let mut hits: Vec<Hit> = Vec::new();
-        for (i, (v, a)) in values.iter().zip(actions).enumerate() {
-            let new: Option<Option<Vec<u8>>> = match (v, a) {
-                (None, _) | (Some(_), ColumnAction::Pass { scan: false }) => None,
-                (Some(v), ColumnAction::Pass { scan: true }) => {
-                    let mut scrubbed: Option<Vec<u8>> = None;
-                    for (_, m) in &set.policies {
-                        let input = scrubbed.as_deref().unwrap_or(v);
-                        if let Some(s) = m.detectors.scrub(input, &mut hits) {
-                            scrubbed = Some(s);
-                        }
-                        for h in hits.drain(..) {
-                            *self
-                                .counts
-                                .entry(format!("detector:{}", m.detectors.name(h.detector)))
-                                .or_default() += 1;
-                        }
-                    }
-                    scrubbed.map(Some)
+        for a in actions {
+            let (start, v) = values.next_value()?;
+            let Some(v) = v else {
+                if let Some(w) = out.as_mut() {
+                    w.push(None);
                 }
-                (Some(v), ColumnAction::Mask { taint, text }) => {
-                    let (key, masked) = match taint {
-                        Taint::Column(r) => {
-                            (set.counter_name(*r), set.mask(*r).and_then(|m| m.apply(v)))
-                        }
-                        _ => (
-                            "computed".to_owned(),
-                            Some(sluice_policy::mask::rules::REDACTED.as_bytes().to_vec()),
-                        ),
-                    };
-                    *self.counts.entry(key).or_default() += 1;
-                    // A binary value of a type that cannot hold the mask
-                    // goes out as NULL.
-                    Some(if *text { masked } else { None })
-                }
+                continue;
             };
-            match (new, out.as_mut()) {
-                (Some(n), Some(w)) => w.push(n.as_deref()),
-                (Some(n), None) => {
-                    let mut w = RowWriter::new(values.len());
-                    values[..i].iter().for_each(|v| w.push(*v));
-                    w.push(n.as_deref());
-                    out = Some(w);
-                }
-                (None, Some(w)) => w.push(*v),
+            let changed = match a {
+                ColumnAction::Pass { scan: false } => None,
+                ColumnAction::Pass { scan: true } => self.scrub(v).map(Change::Value),
+                ColumnAction::Mask { taint, carry } => Some(self.mask(*taint, *carry)),
+            };
+            match (changed, out.as_mut()) {
                 (None, None) => {}
+                (None, Some(w)) => w.push(Some(v)),
+                (Some(c), w) => {
+                    let w = match w {
+                        Some(w) => w,
+                        None => out.insert(RowWriter::with_prefix(&body[..start])),
+                    };
+                    c.write(w, &self.plan.set, v);
+                }
             }
         }
-        out.map(RowWriter::finish)
+        values.finish()?;
+        Ok(out.map(RowWriter::finish))
+    }
+
+    /// The value with detected spans replaced, if any detector found one.
+    fn scrub(&mut self, v: &[u8]) -> Option<Vec<u8>> {
+        let mut scrubbed: Option<Vec<u8>> = None;
+        for (policy, (_, m)) in self.plan.set.policies.iter().enumerate() {
+            let input = scrubbed.as_deref().unwrap_or(v);
+            if let Some(s) = m.detectors.scrub(input, &mut self.hits) {
+                scrubbed = Some(s);
+            }
+            for h in self.hits.drain(..) {
+                self.counts.detector(policy, h.detector);
+            }
+        }
+        scrubbed
+    }
+
+    /// Counts a masked value and says how to write it.
+    fn mask(&mut self, taint: Taint, carry: Carry) -> Change {
+        match taint {
+            Taint::Column(r) => self.counts.rule(r),
+            _ => self.counts.other(Other::Computed),
+        }
+        Change::Mask { taint, carry }
     }
 
     /// An ErrorResponse or NoticeResponse: the frame to send instead.
@@ -258,47 +316,50 @@ impl ExecMask {
     }
 }
 
-/// A DataRow written straight into its outgoing frame.
-struct RowWriter {
-    raw: bytes::BytesMut,
+fn action(taint: Taint, carry: Carry) -> ColumnAction {
+    match taint {
+        Taint::Clear => ColumnAction::Pass {
+            scan: matches!(carry, Carry::Text | Carry::Jsonb),
+        },
+        _ => ColumnAction::Mask { taint, carry },
+    }
 }
 
-impl RowWriter {
-    fn new(width: usize) -> Self {
-        let mut raw = bytes::BytesMut::with_capacity(64 + width * 32);
-        raw.extend_from_slice(&[b'D', 0, 0, 0, 0]);
-        raw.extend_from_slice(&i16::try_from(width).unwrap_or(i16::MAX).to_be_bytes());
-        Self { raw }
-    }
+/// What replaces a value in a rewritten row.
+enum Change {
+    /// Detector findings replaced.
+    Value(Vec<u8>),
+    /// Masked by a column rule (or redacted whole when computed).
+    Mask { taint: Taint, carry: Carry },
+}
 
-    fn push(&mut self, v: Option<&[u8]>) {
-        match v {
-            None => self.raw.extend_from_slice(&(-1i32).to_be_bytes()),
-            Some(v) => {
-                let len = i32::try_from(v.len()).unwrap_or(i32::MAX);
-                self.raw.extend_from_slice(&len.to_be_bytes());
-                self.raw.extend_from_slice(v);
-            }
-        }
-    }
-
-    fn finish(mut self) -> Frame {
-        let len = u32::try_from(self.raw.len() - 1).unwrap_or(u32::MAX);
-        self.raw[1..5].copy_from_slice(&len.to_be_bytes());
-        Frame {
-            raw: self.raw.freeze(),
+impl Change {
+    fn write(self, w: &mut RowWriter, set: &MaskSet, v: &[u8]) {
+        match self {
+            Self::Value(s) => w.push(Some(&s)),
+            Self::Mask {
+                carry: Carry::NullOnly,
+                ..
+            } => w.push(None),
+            Self::Mask { taint, carry } => w.push_with(|out| {
+                if carry == Carry::Jsonb {
+                    out.push(1);
+                }
+                match taint {
+                    Taint::Column(r) => set.mask(r).is_some_and(|m| m.write_to(v, out)),
+                    _ => {
+                        out.extend_from_slice(sluice_policy::mask::rules::REDACTED.as_bytes());
+                        true
+                    }
+                }
+            }),
         }
     }
 }
 
 /// Scrubs an error or notice: detectors over its texts, and for a statement
 /// that touches a masked column, quoted literals removed.
-pub fn scrub_notice(
-    plan: &MaskPlan,
-    tag: u8,
-    body: &[u8],
-    counts: &mut BTreeMap<String, u64>,
-) -> Option<Frame> {
+pub fn scrub_notice(plan: &MaskPlan, tag: u8, body: &[u8], counts: &mut Counts) -> Option<Frame> {
     let Ok(fields) = wire::notice_fields(body) else {
         return Some(
             crate::pg::codec::backend::ErrorFields {
@@ -320,20 +381,17 @@ pub fn scrub_notice(
             if strict && let Some(s) = strip_literals(&v) {
                 v = s;
                 changed = true;
-                *counts.entry("error_literal".to_owned()).or_default() += 1;
+                counts.other(Other::ErrorLiteral);
             }
             let mut hits = Vec::new();
-            for (_, m) in &plan.set.policies {
+            for (policy, (_, m)) in plan.set.policies.iter().enumerate() {
                 if let Some(s) = m.detectors.scrub(&v, &mut hits) {
                     v = s;
                     changed = true;
                 }
-                for h in &hits {
-                    *counts
-                        .entry(format!("detector:{}", m.detectors.name(h.detector)))
-                        .or_default() += 1;
+                for h in hits.drain(..) {
+                    counts.detector(policy, h.detector);
                 }
-                hits.clear();
             }
         }
         out.push((code, v));

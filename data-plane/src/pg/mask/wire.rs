@@ -102,6 +102,66 @@ pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, Malformed> {
     Ok(out)
 }
 
+/// The values of a DataRow body read one at a time, each with where it
+/// starts in the body, without collecting them: the masking loop copies the
+/// untouched prefix of a row in one piece.
+#[derive(Debug, Clone)]
+pub struct DataRowValues<'a> {
+    body: &'a [u8],
+    at: usize,
+    left: usize,
+}
+
+impl<'a> DataRowValues<'a> {
+    /// Reads the column count.
+    pub fn new(body: &'a [u8]) -> Result<Self, Malformed> {
+        let mut b = body;
+        let n = i16_at(&mut b, "DataRow")?;
+        let left = usize::try_from(n).map_err(|_| Malformed("DataRow"))?;
+        Ok(Self { body, at: 2, left })
+    }
+
+    /// The number of values still to read.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    /// Whether every value has been read.
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The next value (`None` for NULL) and the offset in the body where
+    /// its length field starts.
+    pub fn next_value(&mut self) -> Result<(usize, Option<&'a [u8]>), Malformed> {
+        const W: &str = "DataRow";
+        if self.left == 0 {
+            return Err(Malformed(W));
+        }
+        let start = self.at;
+        let mut b = self.body.get(start..).ok_or(Malformed(W))?;
+        let len = i32_at(&mut b, W)?;
+        self.left -= 1;
+        if len < 0 {
+            self.at += 4;
+            return Ok((start, None));
+        }
+        let len = usize::try_from(len).map_err(|_| Malformed(W))?;
+        let v = take(&mut b, len, W)?;
+        self.at += 4 + len;
+        Ok((start, Some(v)))
+    }
+
+    /// Checks that nothing follows the last value.
+    pub fn finish(&self) -> Result<(), Malformed> {
+        if self.left == 0 && self.at == self.body.len() {
+            Ok(())
+        } else {
+            Err(Malformed("DataRow"))
+        }
+    }
+}
+
 /// Encodes a DataRow body.
 pub fn encode_data_row<'a>(values: impl ExactSizeIterator<Item = Option<&'a [u8]>>) -> Vec<u8> {
     let mut body = Vec::with_capacity(64);
@@ -232,6 +292,28 @@ mod tests {
         let mut long = body;
         long.push(0);
         assert!(data_row(&long).is_err());
+    }
+
+    #[test]
+    fn data_row_values_agree_with_data_row() {
+        let values = [Some(&b"1"[..]), None, Some(&b"abc"[..])];
+        let body = encode_data_row(values.iter().copied());
+        let mut it = DataRowValues::new(&body).unwrap();
+        assert_eq!(it.len(), 3);
+        assert_eq!(it.next_value().unwrap(), (2, Some(&b"1"[..])));
+        assert_eq!(it.next_value().unwrap(), (7, None));
+        assert_eq!(it.next_value().unwrap(), (11, Some(&b"abc"[..])));
+        assert!(it.finish().is_ok());
+        assert!(it.next_value().is_err());
+        for cut in 0..body.len() {
+            let ok = DataRowValues::new(&body[..cut]).and_then(|mut it| {
+                while !it.is_empty() {
+                    it.next_value()?;
+                }
+                it.finish()
+            });
+            assert!(ok.is_err(), "{cut}");
+        }
     }
 
     #[test]

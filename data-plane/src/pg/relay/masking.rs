@@ -30,7 +30,7 @@ pub fn on_server(
         }
         Some(Expect::Simple(x)) => match x.mask.as_mut() {
             Some(m) => {
-                *last = Some(m.plan().clone());
+                remember(last, m.plan());
                 match tag {
                     b'T' => {
                         m.on_row_description(frame.body());
@@ -49,7 +49,7 @@ pub fn on_server(
         },
         Some(Expect::Execute(x)) => match x.mask.as_mut() {
             Some(m) => {
-                *last = Some(m.plan().clone());
+                remember(last, m.plan());
                 match tag {
                     b'D' => m.on_data_row(frame.body()),
                     b'E' | b'N' => m.on_notice(tag, frame.body()),
@@ -62,10 +62,18 @@ pub fn on_server(
     }
 }
 
+/// Keeps `plan` as the last one seen; rows of one execution pass it again
+/// and again, so it is cloned only when it changes.
+fn remember(last: &mut Option<Arc<MaskPlan>>, plan: &Arc<MaskPlan>) {
+    if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, plan)) {
+        *last = Some(plan.clone());
+    }
+}
+
 fn notice(tag: u8, frame: &Frame, last: Option<&MaskPlan>) -> Option<Frame> {
     match (tag, last) {
         (b'E' | b'N', Some(plan)) => {
-            let mut counts = std::collections::BTreeMap::new();
+            let mut counts = mask::counts::Counts::new(&plan.set);
             mask::scrub_notice(plan, tag, frame.body(), &mut counts)
         }
         _ => None,

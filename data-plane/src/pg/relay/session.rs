@@ -560,7 +560,7 @@ impl SessionCtx {
             masked: exec
                 .mask
                 .as_ref()
-                .map(|m| m.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .map(|m| m.counts().into_iter().collect())
                 .unwrap_or_default(),
             sample: exec.sample.as_ref().and_then(|s| s.to_proto()),
             parameters: exec

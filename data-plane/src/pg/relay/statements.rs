@@ -167,6 +167,9 @@ impl ClientState {
                     p.approved = Some(approval_id.clone());
                 }
                 exec.approval_id = Some(approval_id);
+                if refused_for_binary(ctx, &mut exec, tracker, out) {
+                    return Ok(());
+                }
                 self.intend(ctx, &exec).map_err(|e| {
                     ClientError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, e.to_string())
                 })?;
@@ -381,6 +384,9 @@ impl ClientState {
                     }
                     return Ok(());
                 }
+                if refused_for_binary(ctx, &mut exec, tracker, out) {
+                    return Ok(());
+                }
                 self.intend(ctx, &exec).map_err(|e| {
                     ClientError::fatal(sqlstate::INSUFFICIENT_PRIVILEGE, e.to_string())
                 })?;
@@ -460,6 +466,29 @@ fn refuse_execute(denial: Frame, tracker: &mut Tracker, out: &mut BytesMut) {
     tracker.push(Expect::Parse {
         denial: Some(denial),
     });
+}
+
+/// Refuses an Execute that would send a masked value in a binary form that
+/// cannot hold the mask ([`ExecMask::binary_refusal`]); `true` when refused.
+fn refused_for_binary(
+    ctx: &SessionCtx,
+    exec: &mut Exec,
+    tracker: &mut Tracker,
+    out: &mut BytesMut,
+) -> bool {
+    let Some(reason) = exec.mask.as_ref().and_then(|m| m.binary_refusal()) else {
+        return false;
+    };
+    exec.decision = Arc::new(Decision {
+        verdict: Verdict::Deny,
+        reason,
+        ..(*exec.decision).clone()
+    });
+    refuse(ctx, exec);
+    if let Some(denial) = exec.denial.take() {
+        refuse_execute(denial, tracker, out);
+    }
+    true
 }
 
 /// The type OIDs of a Parse's (already checked) parameter type section.
