@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole product in one process: control plane (SQLite), one
     /// data-plane node, and the web API, with a demo database if none is given.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Run a control-plane replica.
     ControlPlane(RoleArgs),
     /// Run a data-plane node.
@@ -136,6 +136,13 @@ pub struct DevArgs {
     /// The largest request body the HTTP gateway accepts (for tests).
     #[arg(long, default_value_t = 8 << 20, hide = true)]
     pub http_max_body: usize,
+    /// An HTTP session with no request for this long ends (for tests).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, hide = true)]
+    pub http_session_idle: std::time::Duration,
+    /// Under a `hold` policy, how long an HTTP request waits for its
+    /// approval (for tests).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    pub http_approval_hold: std::time::Duration,
     /// How often the audit record is checkpointed (signed).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     pub audit_checkpoint_interval: std::time::Duration,
@@ -175,7 +182,7 @@ pub enum TokenCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Dev(args) => crate::dev::run(args).await,
+        Command::Dev(args) => crate::dev::run(*args).await,
         Command::ControlPlane(args) => crate::roles::control_plane(args).await,
         Command::DataPlane(args) => crate::roles::data_plane(args).await,
         Command::Token(TokenCommand::Issue(args)) => crate::token::issue(&args),

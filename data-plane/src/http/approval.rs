@@ -45,6 +45,19 @@ fn shown(b: &Bound<'_>) -> String {
     text
 }
 
+/// Who decided and why, as the approver gave it (" by NAME: REASON"), so a
+/// denied client learns what to change.
+fn decided(d: &v1::ApprovalDecision) -> String {
+    let mut text = String::new();
+    if !d.decided_by.is_empty() {
+        text.push_str(&format!(" by {}", d.decided_by));
+    }
+    if !d.reason.is_empty() {
+        text.push_str(&format!(": {}", d.reason));
+    }
+    text
+}
+
 /// Asks for (or finds) the approval of this exact request. `Ok` carries the
 /// approval id under which it may be forwarded, once.
 pub async fn approve(
@@ -136,7 +149,15 @@ pub async fn approve(
         "denied" => Err(refuse(
             id,
             url,
-            format!("{lead}; the approval request was denied"),
+            format!(
+                "{lead}; the approval request was denied{}",
+                decided(&answer)
+            ),
+        )),
+        "cancelled" => Err(refuse(
+            id,
+            url,
+            format!("{lead}; the approval request was withdrawn"),
         )),
         "expired" => Err(refuse(
             id,
@@ -148,5 +169,36 @@ pub async fn approve(
             url,
             format!("{lead}; the approval service refused the request"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_names_who_decided_and_why() {
+        let mut d = v1::ApprovalDecision {
+            state: "denied".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(decided(&d), "");
+        d.decided_by = "ops@example.com".to_owned();
+        assert_eq!(decided(&d), " by ops@example.com");
+        d.reason = "not today".to_owned();
+        assert_eq!(decided(&d), " by ops@example.com: not today");
+    }
+
+    #[test]
+    fn approvers_see_the_line_and_a_bounded_body() {
+        let body = vec![b'x'; SHOWN_BODY + 10];
+        let b = Bound {
+            hash: "h",
+            line: "POST /customers",
+            body: &body,
+        };
+        let text = shown(&b);
+        assert!(text.starts_with("POST /customers\n\n"));
+        assert!(text.ends_with("[10 more bytes]"));
     }
 }
