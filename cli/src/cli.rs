@@ -99,6 +99,11 @@ pub struct DevArgs {
     /// Where agents reach HTTP targets: /http/{target}/{path}.
     #[arg(long, default_value = "127.0.0.1:6480")]
     pub http_gateway_listen: SocketAddr,
+    /// Also route requests whose host is {target}.SUFFIX to that target,
+    /// with the path as-is (e.g. http.sluice.internal, resolved to the
+    /// gateway's address).
+    #[arg(long, value_name = "SUFFIX", value_parser = host_suffix)]
+    pub http_host_suffix: Option<sluice_data_plane::http::host::HostSuffix>,
     /// Write connection details as JSON to FILE once everything is ready.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -146,6 +151,13 @@ pub struct DevArgs {
     /// How often the audit record is checkpointed (signed).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     pub audit_checkpoint_interval: std::time::Duration,
+}
+
+/// Parses `--http-host-suffix`.
+fn host_suffix(
+    s: &str,
+) -> Result<sluice_data_plane::http::host::HostSuffix, sluice_data_plane::http::host::HostError> {
+    s.to_owned().try_into()
 }
 
 /// `--on-token-expiry` values.

@@ -196,6 +196,7 @@ async fn run_with(
             approval_hold: args.http_approval_hold,
             ..Default::default()
         },
+        http_gateway_host_suffix: args.http_host_suffix.clone(),
     };
     let node = BoundNode::bind(node_config).await.with_context(|| {
         format!(

@@ -5,7 +5,8 @@
 //! the gateway speaks TLS with HTTP/2 and HTTP/1.1 by ALPN and refuses
 //! plaintext when it may not serve it; sessions end when idle, revoked or
 //! expired, each recorded with its reason in a verifiable chain; a broken
-//! upstream costs only the requests sent to it.
+//! upstream costs only the requests sent to it; and targets are reached by
+//! host name under the gateway's host suffix.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -657,4 +658,97 @@ async fn the_gateway_speaks_tls_with_http2_by_alpn_and_refuses_plaintext() {
     // The session records that its requests came over TLS.
     let s = http_session(&n.gw.api(), "bin", None).await;
     assert_eq!(s["tls"], true, "{s}");
+}
+
+#[tokio::test]
+async fn targets_are_reached_by_host_name_under_the_gateway_suffix() {
+    let n = Node::start(
+        false,
+        &["--http-host-suffix".into(), "HTTP.sluice.internal".into()],
+    )
+    .await;
+    let token = n.token();
+    let addr: std::net::SocketAddr =
+        n.gw.ready()
+            .http_gateway_url
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+    let port = addr.port();
+    let mut builder = reqwest::Client::builder();
+    for host in [
+        "bin.http.sluice.internal",
+        "nope.http.sluice.internal",
+        "a.b.http.sluice.internal",
+        "http.sluice.internal",
+    ] {
+        builder = builder.resolve(host, addr);
+    }
+    let client = builder.build().unwrap();
+    let get = |host: &str, path: &str| {
+        client
+            .get(format!("http://{host}:{port}{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
+
+    // `{target}.{suffix}`: the target, with the path and query as they are,
+    // decided, credentialed and recorded like any other request.
+    let resp = get("bin.http.sluice.internal", "/anything/by-host?x=1")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains(UPSTREAM_SECRET), "{body}");
+    let echo = problem(&body);
+    assert!(
+        echo["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/anything/by-host?x=1"),
+        "{echo}"
+    );
+    assert_eq!(echo["args"]["x"], "1");
+    assert!(echo["headers"]["Authorization"].is_string(), "{echo}");
+
+    // Unknown targets and hosts that are not one label under the suffix:
+    // 404 problems, nothing forwarded.
+    for host in ["nope.http.sluice.internal", "a.b.http.sluice.internal"] {
+        let resp = get(host, "/anything").await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap();
+        let p = assert_problem(status, &headers, &body, 404);
+        assert!(
+            p["type"].as_str().unwrap().ends_with("/no-such-target"),
+            "{p}"
+        );
+    }
+
+    // The path-prefix form keeps working, on the bare suffix and by address.
+    let resp = get("http.sluice.internal", "/http/bin/anything/by-path")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(n.call(&token, "GET", "bin", "/anything/by-path").await, 200);
+    let resp = get("http.sluice.internal", "/anything").await.unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // Both forms land in the same session, with the upstream's paths.
+    let api = n.gw.api();
+    let s = http_session(&api, "bin", None).await;
+    let events = eventually(Duration::from_secs(20), || async {
+        let events = api.events(s["id"].as_str().unwrap_or_default()).await?;
+        let n = events.iter().filter(|e| e["kind"] == "statement").count();
+        anyhow::ensure!(n >= 3, "{n} requests recorded so far");
+        Ok(events)
+    })
+    .await
+    .unwrap();
+    let paths: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["http"]["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"/anything/by-host"), "{paths:?}");
+    assert!(paths.contains(&"/anything/by-path"), "{paths:?}");
 }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub clients: Clients,
     /// Node shutdown.
     pub shutdown: Shutdown,
+    /// Route `{target}.{suffix}` hosts by name, when set.
+    pub host_suffix: Option<super::host::HostSuffix>,
 }
 
 /// Where a connection came from, attached to each of its requests.
@@ -92,14 +94,16 @@ async fn route(
     if headers::size(&parts.headers) > shared.http.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge(shared.http.max_header_bytes));
     }
-    let raw = parts.uri.path();
-    let rest = raw
-        .strip_prefix("/http/")
-        .ok_or_else(|| GatewayError::NotFound("requests go to /http/{target}/{path}".to_owned()))?;
-    let (name, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let super::host::Route { target: name, path } =
+        super::host::route(host, parts.uri.path(), shared.host_suffix.as_ref())
+            .map_err(|e| GatewayError::NotFound(e.to_string()))?;
+    let name = name.as_ref();
     let snapshot = shared
         .snapshot
         .usable()
