@@ -295,6 +295,49 @@ async fn held_requests_run_once_when_approved_and_never_when_denied_or_undecided
     assert_intact(&api, id).await;
 }
 
+#[tokio::test]
+async fn a_held_request_whose_token_is_revoked_is_never_sent() {
+    let n = Node::start(true, &["--http-approval-hold".into(), "20s".into()]).await;
+    let api = n.gw.api();
+    account(&api, "held-worker").await;
+    let (token, token_id) = issue(&api, "held-worker", 600).await;
+    let held = json!({"name": "Revoked Example"});
+    let waiting = n.send(&token, "POST", "crm", "/customers", Some(held));
+    let asked = pending(&api, &[]).await;
+    let id = asked["id"].as_str().unwrap().to_owned();
+    let s = session_of(&api, &token_id).await;
+    let resp = n
+        .http
+        .delete(format!(
+            "{}/api/v1/service-accounts/held-worker/tokens/{token_id}",
+            n.gw.ready().api_url
+        ))
+        .bearer_auth(&n.gw.ready().admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    ended(&api, s["id"].as_str().unwrap(), Duration::from_secs(15)).await;
+    // Whatever an approver does now, the request is not forwarded: it was
+    // refused and withdrawn when its session ended.
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the held request is answered when its session ends")
+        .unwrap();
+    let p = assert_problem(status, &headers, &body, 403);
+    assert!(
+        p["detail"].as_str().unwrap().contains("session ended"),
+        "{p}"
+    );
+    let (status, _) = api
+        .post(&format!("/api/v1/approvals/{id}/approve"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "a withdrawn request cannot be approved");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(n.customers_named("Revoked Example").await, 0);
+}
+
 /// The HTTP session of the agent on `target`, other than `not` (waits for
 /// it to be recorded).
 async fn http_session(api: &Api, target: &str, not: Option<&str>) -> Value {
@@ -598,11 +641,11 @@ async fn the_gateway_speaks_tls_with_http2_by_alpn_and_refuses_plaintext() {
     let n = Node::start(false, &["--pg-listen".into(), "0.0.0.0:0".into()]).await;
     let token = n.token();
     let cert = n.gw.sluice.dir.path().join("data/tls-cert.pem");
-    let addr =
-        n.gw.ready()
-            .http_gateway_url
-            .trim_start_matches("http://")
-            .to_owned();
+    let url = &n.gw.ready().http_gateway_url;
+    let addr = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("a TLS-only gateway is announced as https: {url}"))
+        .to_owned();
 
     let (alpn, version, status, body) =
         tls_get(&cert, &addr, &[b"h2", b"http/1.1"], &token, "/http/bin/get").await;
@@ -647,12 +690,8 @@ async fn the_gateway_speaks_tls_with_http2_by_alpn_and_refuses_plaintext() {
         Ok(text) => assert!(text.is_empty(), "plaintext was answered: {text}"),
         Err(kind) => assert_eq!(kind, std::io::ErrorKind::ConnectionReset),
     }
-    let resp = n
-        .http
-        .get(n.url("bin", "/get"))
-        .bearer_auth(&token)
-        .send()
-        .await;
+    let plain = n.url("bin", "/get").replacen("https://", "http://", 1);
+    let resp = n.http.get(plain).bearer_auth(&token).send().await;
     assert!(resp.is_err(), "plaintext was served: {resp:?}");
 
     // The session records that its requests came over TLS.

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use sluice_common::Shutdown;
 use sluice_policy::Decision;
 use sluice_policy::model::ApprovalMode;
 use sluice_proto::v1;
@@ -60,11 +61,16 @@ fn decided(d: &v1::ApprovalDecision) -> String {
 
 /// Asks for (or finds) the approval of this exact request. `Ok` carries the
 /// approval id under which it may be forwarded, once.
+///
+/// `ended` fires when the session ends: a held request stops waiting then
+/// and its approval request is withdrawn, so a revoked or expired token's
+/// request is never forwarded by a later approval.
 pub async fn approve(
     ctx: &SessionCtx,
     decision: &Decision,
     bound: &Bound<'_>,
     hold: Duration,
+    ended: &Shutdown,
 ) -> Result<String, GatewayError> {
     let lead = if decision.reason.is_empty() {
         "approval required".to_owned()
@@ -117,8 +123,18 @@ pub async fn approve(
     })?;
     if mode == ApprovalMode::Hold && answer.state == "pending" {
         ticket.withdraw_on_drop(true);
-        if let Ok(a) = ticket.next(hold).await {
-            answer = a;
+        tokio::select! {
+            a = ticket.next(hold) => if let Ok(a) = a {
+                answer = a;
+            },
+            () = ended.cancelled() => {
+                // Dropping the ticket withdraws the request.
+                return Err(refuse(
+                    Some(answer.approval_id.clone()).filter(|i| !i.is_empty()),
+                    None,
+                    format!("{lead}; the session ended while the request was held, so it was not sent"),
+                ));
+            }
         }
         if answer.state != "pending" {
             ticket.withdraw_on_drop(false);

@@ -290,7 +290,8 @@ async fn serve(
             line: &line,
             body: &body,
         };
-        match approval::approve(&session.ctx, &decision, &bound, shared.http.approval_hold).await {
+        let hold = shared.http.approval_hold;
+        match approval::approve(&session.ctx, &decision, &bound, hold, session.ended()).await {
             Ok(id) => record.approval_id = id,
             Err(e) => {
                 if let GatewayError::ApprovalRequired {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +33,9 @@ pub struct HttpSession {
     pub secrets: Secrets,
     last_used_ms: AtomicI64,
     in_flight: AtomicU64,
-    /// Set once the session is ending, so no new request joins it.
-    ended: AtomicBool,
+    /// Fires once the session is ending, so no new request joins it and a
+    /// request held for approval stops waiting.
+    ended: sluice_common::Shutdown,
 }
 
 impl HttpSession {
@@ -43,6 +44,11 @@ impl HttpSession {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InFlight(self.clone())
+    }
+
+    /// Fires when the session ends (killed, expired, idle, shutdown).
+    pub fn ended(&self) -> &sluice_common::Shutdown {
+        &self.ended
     }
 
     fn touch(&self) {
@@ -119,7 +125,7 @@ impl HttpSessions {
                 .get_or_try_init(|| open(shared, o.clone()))
                 .await?
                 .clone();
-            if !session.ended.load(Ordering::Acquire) {
+            if !session.ended.is_cancelled() {
                 return Ok(session);
             }
             self.forget(&key, &session);
@@ -201,7 +207,7 @@ async fn open(
         secrets,
         last_used_ms: AtomicI64::new(sluice_common::unix_ms()),
         in_flight: AtomicU64::new(0),
-        ended: AtomicBool::new(false),
+        ended: sluice_common::Shutdown::new(),
     });
     let key = (session.ctx.identity.token_id.clone(), target.name.clone());
     tokio::spawn(watch(shared.clone(), session.clone(), kill, key));
@@ -263,7 +269,7 @@ async fn watch(
             }
         }
     };
-    s.ended.store(true, Ordering::Release);
+    s.ended.cancel();
     shared.http_sessions.forget(&key, &s);
     shared.sessions.close(&s.ctx.session_id, None);
     let reason = end_reason(end, kill.reason().as_deref());
