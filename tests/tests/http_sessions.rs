@@ -515,7 +515,7 @@ async fn a_hanging_or_resetting_upstream_costs_only_its_own_requests() {
             drop(c);
         }
     });
-    let timeout = 3;
+    let timeout = 5;
     let mut extra = vec!["--http-upstream-timeout".to_owned(), format!("{timeout}s")];
     extra.extend(["--target".to_owned(), format!("hang={hang_url}")]);
     extra.extend(["--target".to_owned(), format!("reset={reset_url}")]);
@@ -550,8 +550,8 @@ async fn a_hanging_or_resetting_upstream_costs_only_its_own_requests() {
         assert!(!body.contains("127.0.0.1"), "{body}");
     }
     assert!(
-        started.elapsed() < Duration::from_secs(timeout),
-        "the healthy requests were not held up by the hanging ones"
+        hanging.iter().all(|h| !h.is_finished()),
+        "the healthy requests were held up until the hanging ones timed out"
     );
     for h in hanging {
         let (status, headers, body) = h.await.unwrap();
@@ -764,6 +764,23 @@ async fn targets_are_reached_by_host_name_under_the_gateway_suffix() {
         );
     }
 
+    // HTTP/2 (prior knowledge on loopback) names the host in :authority.
+    let (version, status, body) = h2c_get(
+        addr,
+        &format!("http://bin.http.sluice.internal:{port}/anything/by-authority"),
+        &token,
+    )
+    .await;
+    assert_eq!(version, hyper::Version::HTTP_2);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        problem(&body)["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/anything/by-authority"),
+        "{body}"
+    );
+
     // The path-prefix form keeps working, on the bare suffix and by address.
     let resp = get("http.sluice.internal", "/http/bin/anything/by-path")
         .await
@@ -790,4 +807,31 @@ async fn targets_are_reached_by_host_name_under_the_gateway_suffix() {
         .collect();
     assert!(paths.contains(&"/anything/by-host"), "{paths:?}");
     assert!(paths.contains(&"/anything/by-path"), "{paths:?}");
+}
+
+/// `GET uri` over HTTP/2 with prior knowledge (h2c) to `addr`: the URI's
+/// authority travels as `:authority`, not as a `Host` header.
+async fn h2c_get(
+    addr: std::net::SocketAddr,
+    uri: &str,
+    token: &str,
+) -> (hyper::Version, u16, String) {
+    use http_body_util::BodyExt as _;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let version = resp.version();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (version, status, String::from_utf8_lossy(&body).into_owned())
 }
