@@ -487,7 +487,10 @@ async fn revoking_or_expiring_the_token_ends_its_http_session() {
     let s = ended(&api, &id, Duration::from_secs(20)).await;
     assert_eq!(s["end_reason"], "token_expired", "{s}");
     assert_intact(&api, &id).await;
-    assert_eq!(n.call(&short, "GET", "bin", "/get").await, 401);
+    // Refused at once, though within the verifier's clock-skew leeway.
+    let (status, headers, body) = n.send(&short, "GET", "bin", "/get", None).await.unwrap();
+    let p = assert_problem(status, &headers, &body, 401);
+    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
 
     // A fresh token of the same account opens a new session.
     let (fresh, fresh_id) = issue(&api, "http-worker", 600).await;

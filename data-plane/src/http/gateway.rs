@@ -114,12 +114,24 @@ async fn route(
                 .to_owned(),
         )
     })?;
-    let identity = match crate::auth::verify_token(&snapshot, &token, peer, "http").await {
+    let verified = crate::auth::verify_token(&snapshot, &token, peer, "http")
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|id| {
+            // Within the verifier's clock-skew leeway, but past the moment
+            // the token's sessions end.
+            if super::sessions::expired(id.expires_at) {
+                Err(super::sessions::EXPIRED.to_owned())
+            } else {
+                Ok(id)
+            }
+        });
+    let identity = match verified {
         Ok(id) => id,
         Err(e) => {
             metrics::counter!("sluice_http_auth_failures_total").increment(1);
-            record_auth_failure(shared, peer, name, tls, &token, &e.to_string());
-            return Err(GatewayError::Unauthenticated(e.to_string()));
+            record_auth_failure(shared, peer, name, tls, &token, &e);
+            return Err(GatewayError::Unauthenticated(e));
         }
     };
     let target = http_target(&snapshot, name)?;
