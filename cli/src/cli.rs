@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole product in one process: control plane (SQLite), one
     /// data-plane node, and the web API, with a demo database if none is given.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Run a control-plane replica.
     ControlPlane(RoleArgs),
     /// Run a data-plane node.
@@ -99,6 +99,11 @@ pub struct DevArgs {
     /// Where agents reach HTTP targets: /http/{target}/{path}.
     #[arg(long, default_value = "127.0.0.1:6480")]
     pub http_gateway_listen: SocketAddr,
+    /// Also route requests whose host is {target}.SUFFIX to that target,
+    /// with the path as-is (e.g. http.sluice.internal, resolved to the
+    /// gateway's address).
+    #[arg(long, value_name = "SUFFIX", value_parser = host_suffix)]
+    pub http_host_suffix: Option<sluice_data_plane::http::host::HostSuffix>,
     /// Write connection details as JSON to FILE once everything is ready.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -136,9 +141,23 @@ pub struct DevArgs {
     /// The largest request body the HTTP gateway accepts (for tests).
     #[arg(long, default_value_t = 8 << 20, hide = true)]
     pub http_max_body: usize,
+    /// An HTTP session with no request for this long ends (for tests).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, hide = true)]
+    pub http_session_idle: std::time::Duration,
+    /// Under a `hold` policy, how long an HTTP request waits for its
+    /// approval (for tests).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    pub http_approval_hold: std::time::Duration,
     /// How often the audit record is checkpointed (signed).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     pub audit_checkpoint_interval: std::time::Duration,
+}
+
+/// Parses `--http-host-suffix`.
+fn host_suffix(
+    s: &str,
+) -> Result<sluice_data_plane::http::host::HostSuffix, sluice_data_plane::http::host::HostError> {
+    s.to_owned().try_into()
 }
 
 /// `--on-token-expiry` values.
@@ -175,7 +194,7 @@ pub enum TokenCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Dev(args) => crate::dev::run(args).await,
+        Command::Dev(args) => crate::dev::run(*args).await,
         Command::ControlPlane(args) => crate::roles::control_plane(args).await,
         Command::DataPlane(args) => crate::roles::data_plane(args).await,
         Command::Token(TokenCommand::Issue(args)) => crate::token::issue(&args),

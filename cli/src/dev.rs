@@ -192,8 +192,17 @@ async fn run_with(
             upstream_timeout: args.http_upstream_timeout,
             max_request_body_bytes: args.http_max_body,
             request_body_timeout: args.http_body_timeout,
+            session_idle: args.http_session_idle,
+            approval_hold: args.http_approval_hold,
             ..Default::default()
         },
+        http_gateway_host_suffix: args.http_host_suffix.clone(),
+    };
+    // The gateway serves plaintext beside TLS only where the node may.
+    let gateway_scheme = if node_config.insecure_plaintext {
+        "http"
+    } else {
+        "https"
     };
     let node = BoundNode::bind(node_config).await.with_context(|| {
         format!(
@@ -215,7 +224,7 @@ async fn run_with(
     let mut ready = credentials(&cp, &api_url, pg_addr, data_dir, &names, args.token_ttl)?;
     ready.policies = policies;
     ready.http_gateway_url = gateway_addr
-        .map(|a| format!("http://{a}"))
+        .map(|a| format!("{gateway_scheme}://{a}"))
         .unwrap_or_default();
     if let Some(path) = &args.ready_file {
         let json = serde_json::to_vec_pretty(&ready)?;

@@ -88,7 +88,7 @@ mod tests {
         let mut full = vec!["sluice", "dev"];
         full.extend_from_slice(args);
         match crate::cli::Cli::parse_from(full).command {
-            crate::cli::Command::Dev(a) => a,
+            crate::cli::Command::Dev(a) => *a,
             _ => unreachable!("dev parses as dev"),
         }
     }

@@ -86,6 +86,13 @@ pub struct DataPlaneConfig {
     /// Limits and timeouts of the HTTP gateway.
     #[serde(default)]
     pub http_gateway: crate::http::HttpLimits,
+    /// When set (`http.sluice.internal`), a request whose host is
+    /// `{target}.{suffix}` goes to that target with its path as-is, for
+    /// clients that cannot add a path prefix; `/http/{target}/{path}` keeps
+    /// working on any host. Point a wildcard DNS name (and, over TLS, a
+    /// wildcard certificate) at the gateway.
+    #[serde(default)]
+    pub http_gateway_host_suffix: Option<crate::http::host::HostSuffix>,
 }
 
 fn default_strict_audit_wait() -> Duration {
@@ -194,5 +201,32 @@ impl DataPlaneConfig {
             return bad("join_token is required".to_owned());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<DataPlaneConfig, serde_json::Error> {
+        serde_json::from_str(&format!(
+            r#"{{"control_plane_url": "https://cp", "join_token": "t"{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn the_gateway_host_suffix_is_checked_when_read() {
+        assert!(parse("").unwrap().http_gateway_host_suffix.is_none());
+        let c = parse(r#", "http_gateway_host_suffix": ".HTTP.Sluice.internal""#).unwrap();
+        assert_eq!(
+            c.http_gateway_host_suffix.map(|s| s.to_string()).as_deref(),
+            Some("http.sluice.internal")
+        );
+        assert!(parse(r#", "http_gateway_host_suffix": "a..b""#).is_err());
+        assert!(parse(r#", "http_gateway_host_suffix": "*.example""#).is_err());
+        assert!(
+            parse(r#", "http_gateway_host": "x.y""#).is_err(),
+            "unknown fields are refused"
+        );
     }
 }

@@ -171,6 +171,7 @@ impl BoundNode {
                 approvals: approvals.clone(),
                 clients: crate::http::upstream::Clients::default(),
                 shutdown: shutdown.clone(),
+                host_suffix: c.http_gateway_host_suffix.clone(),
             });
             tracing::info!(addr = ?listener.local_addr().ok(), "HTTP gateway serving");
             tokio::spawn(crate::http::listener::serve(listener, transport, shared))

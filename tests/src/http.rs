@@ -2,11 +2,13 @@
 //! ports: json-server (npm, `tests/http`) serving the demo customers, and
 //! httpbin (PyPI) echoing what it receives. Both stop when dropped.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use serde_json::Value;
 
 use crate::gateway::free_port;
 
@@ -110,4 +112,31 @@ async fn wait_up(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A policy file for `sluice dev --policy` holding `text`; removed when
+/// dropped.
+pub fn policy_file(text: &str) -> anyhow::Result<tempfile::NamedTempFile> {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile()?;
+    f.write_all(text.as_bytes())?;
+    Ok(f)
+}
+
+/// A problem document (or any JSON answer) parsed; panics with the text
+/// when it is not JSON, so a test failure shows what came back.
+pub fn problem(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// The `sluice dev` flags registering the HTTP target `name` at `url`,
+/// sent its credential `secret` as `auth` (`bearer`, `header:H`, …).
+pub fn target_args(name: &str, url: &str, auth: &str, secret: &str) -> Vec<String> {
+    vec![
+        "--target".into(),
+        format!("{name}={url}"),
+        "--target-auth".into(),
+        format!("{name}={auth}"),
+        "--target-secret".into(),
+        format!("{name}={secret}"),
+    ]
 }

@@ -96,13 +96,13 @@ impl Sluice {
             dir.path().join("data").display().to_string(),
             "--ready-file".into(),
             ready_file.display().to_string(),
-            "--pg-listen".into(),
-            "127.0.0.1:0".into(),
-            "--http-listen".into(),
-            "127.0.0.1:0".into(),
-            "--http-gateway-listen".into(),
-            "127.0.0.1:0".into(),
         ];
+        // Free loopback ports, unless the test picks the address itself.
+        for flag in ["--pg-listen", "--http-listen", "--http-gateway-listen"] {
+            if !args.contains(&flag) {
+                full.extend([flag.to_owned(), "127.0.0.1:0".to_owned()]);
+            }
+        }
         full.extend(args.iter().map(|s| (*s).to_owned()));
         let mut s = Self::spawn(dir, &full, env)?;
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Gateway, eventually};
-use sluice_e2e::http::{Service, httpbin, json_server};
+use sluice_e2e::http::{Service, httpbin, json_server, policy_file, problem, target_args};
 
 const UPSTREAM_SECRET: &str = "upstream-key-7f3a9c2e51";
 const BASIC: &str = "apiuser:basic-pw-93ab1c";
@@ -120,17 +120,14 @@ impl Fixture {
     }
 }
 
-fn policy_file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f
-}
-
 /// `sluice dev` with json-server as `crm` (API key in a header) and httpbin
 /// four times: bearer, basic, header and query credentials.
 async fn fixture(extra: &[&str]) -> Fixture {
     let (crm, bin) = tokio::try_join!(json_server(), httpbin()).unwrap();
-    let policies = vec![policy_file(CRM_POLICY), policy_file(ECHO_POLICY)];
+    let policies = vec![
+        policy_file(CRM_POLICY).unwrap(),
+        policy_file(ECHO_POLICY).unwrap(),
+    ];
     let mut args: Vec<String> = vec!["--no-demo".into()];
     for p in &policies {
         args.extend(["--policy".into(), p.path().display().to_string()]);
@@ -142,14 +139,7 @@ async fn fixture(extra: &[&str]) -> Fixture {
         ("binh", &bin.url, "header:X-Api-Key", UPSTREAM_SECRET),
         ("binq", &bin.url, "query:api_key", UPSTREAM_SECRET),
     ] {
-        args.extend([
-            "--target".into(),
-            format!("{name}={url}"),
-            "--target-auth".into(),
-            format!("{name}={auth}"),
-            "--target-secret".into(),
-            format!("{name}={secret}"),
-        ]);
+        args.extend(target_args(name, url, auth, secret));
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let gw = Gateway::with_args(&args).await.unwrap();
@@ -175,10 +165,6 @@ fn assert_no_secret(f: &Fixture, text: &str) {
         "basic credential leaked: {text}"
     );
     assert!(!text.contains(f.token()), "agent token echoed: {text}");
-}
-
-fn problem(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use sluice_common::Shutdown;
 use sluice_policy::Decision;
 use sluice_policy::model::ApprovalMode;
 use sluice_proto::v1;
@@ -45,13 +46,31 @@ fn shown(b: &Bound<'_>) -> String {
     text
 }
 
+/// Who decided and why, as the approver gave it (" by NAME: REASON"), so a
+/// denied client learns what to change.
+fn decided(d: &v1::ApprovalDecision) -> String {
+    let mut text = String::new();
+    if !d.decided_by.is_empty() {
+        text.push_str(&format!(" by {}", d.decided_by));
+    }
+    if !d.reason.is_empty() {
+        text.push_str(&format!(": {}", d.reason));
+    }
+    text
+}
+
 /// Asks for (or finds) the approval of this exact request. `Ok` carries the
 /// approval id under which it may be forwarded, once.
+///
+/// `ended` fires when the session ends: a held request stops waiting then
+/// and its approval request is withdrawn, so a revoked or expired token's
+/// request is never forwarded by a later approval.
 pub async fn approve(
     ctx: &SessionCtx,
     decision: &Decision,
     bound: &Bound<'_>,
     hold: Duration,
+    ended: &Shutdown,
 ) -> Result<String, GatewayError> {
     let lead = if decision.reason.is_empty() {
         "approval required".to_owned()
@@ -104,8 +123,18 @@ pub async fn approve(
     })?;
     if mode == ApprovalMode::Hold && answer.state == "pending" {
         ticket.withdraw_on_drop(true);
-        if let Ok(a) = ticket.next(hold).await {
-            answer = a;
+        tokio::select! {
+            a = ticket.next(hold) => if let Ok(a) = a {
+                answer = a;
+            },
+            () = ended.cancelled() => {
+                // Dropping the ticket withdraws the request.
+                return Err(refuse(
+                    Some(answer.approval_id.clone()).filter(|i| !i.is_empty()),
+                    None,
+                    format!("{lead}; the session ended while the request was held, so it was not sent"),
+                ));
+            }
         }
         if answer.state != "pending" {
             ticket.withdraw_on_drop(false);
@@ -136,7 +165,15 @@ pub async fn approve(
         "denied" => Err(refuse(
             id,
             url,
-            format!("{lead}; the approval request was denied"),
+            format!(
+                "{lead}; the approval request was denied{}",
+                decided(&answer)
+            ),
+        )),
+        "cancelled" => Err(refuse(
+            id,
+            url,
+            format!("{lead}; the approval request was withdrawn"),
         )),
         "expired" => Err(refuse(
             id,
@@ -148,5 +185,36 @@ pub async fn approve(
             url,
             format!("{lead}; the approval service refused the request"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_names_who_decided_and_why() {
+        let mut d = v1::ApprovalDecision {
+            state: "denied".to_owned(),
+            ..Default::default()
+        };
+        assert_eq!(decided(&d), "");
+        d.decided_by = "ops@example.com".to_owned();
+        assert_eq!(decided(&d), " by ops@example.com");
+        d.reason = "not today".to_owned();
+        assert_eq!(decided(&d), " by ops@example.com: not today");
+    }
+
+    #[test]
+    fn approvers_see_the_line_and_a_bounded_body() {
+        let body = vec![b'x'; SHOWN_BODY + 10];
+        let b = Bound {
+            hash: "h",
+            line: "POST /customers",
+            body: &body,
+        };
+        let text = shown(&b);
+        assert!(text.starts_with("POST /customers\n\n"));
+        assert!(text.ends_with("[10 more bytes]"));
     }
 }

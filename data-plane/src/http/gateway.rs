@@ -51,6 +51,8 @@ pub struct Shared {
     pub clients: Clients,
     /// Node shutdown.
     pub shutdown: Shutdown,
+    /// Route `{target}.{suffix}` hosts by name, when set.
+    pub host_suffix: Option<super::host::HostSuffix>,
 }
 
 /// Where a connection came from, attached to each of its requests.
@@ -92,14 +94,16 @@ async fn route(
     if headers::size(&parts.headers) > shared.http.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge(shared.http.max_header_bytes));
     }
-    let raw = parts.uri.path();
-    let rest = raw
-        .strip_prefix("/http/")
-        .ok_or_else(|| GatewayError::NotFound("requests go to /http/{target}/{path}".to_owned()))?;
-    let (name, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let super::host::Route { target: name, path } =
+        super::host::route(host, parts.uri.path(), shared.host_suffix.as_ref())
+            .map_err(|e| GatewayError::NotFound(e.to_string()))?;
+    let name = name.as_ref();
     let snapshot = shared
         .snapshot
         .usable()
@@ -110,12 +114,24 @@ async fn route(
                 .to_owned(),
         )
     })?;
-    let identity = match crate::auth::verify_token(&snapshot, &token, peer, "http").await {
+    let verified = crate::auth::verify_token(&snapshot, &token, peer, "http")
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|id| {
+            // Within the verifier's clock-skew leeway, but past the moment
+            // the token's sessions end.
+            if super::sessions::expired(id.expires_at) {
+                Err(super::sessions::EXPIRED.to_owned())
+            } else {
+                Ok(id)
+            }
+        });
+    let identity = match verified {
         Ok(id) => id,
         Err(e) => {
             metrics::counter!("sluice_http_auth_failures_total").increment(1);
-            record_auth_failure(shared, peer, name, tls, &token, &e.to_string());
-            return Err(GatewayError::Unauthenticated(e.to_string()));
+            record_auth_failure(shared, peer, name, tls, &token, &e);
+            return Err(GatewayError::Unauthenticated(e));
         }
     };
     let target = http_target(&snapshot, name)?;
@@ -286,7 +302,8 @@ async fn serve(
             line: &line,
             body: &body,
         };
-        match approval::approve(&session.ctx, &decision, &bound, shared.http.approval_hold).await {
+        let hold = shared.http.approval_hold;
+        match approval::approve(&session.ctx, &decision, &bound, hold, session.ended()).await {
             Ok(id) => record.approval_id = id,
             Err(e) => {
                 if let GatewayError::ApprovalRequired {

@@ -4,8 +4,9 @@
 //! comes back while it streams, and records every request in a session.
 //!
 //! Layout: [`listener`] accepts connections (HTTP/1.1 and HTTP/2, TLS when
-//! the node has a certificate); [`gateway`] is one request's path through
-//! the node; [`headers`] filters what crosses in either direction;
+//! the node has a certificate); [`host`] tells which target a request names
+//! (by path, or by host name under the gateway's suffix); [`gateway`] is
+//! one request's path through the node; [`headers`] filters what crosses in either direction;
 //! [`upstream`] holds the pooled clients and injects credentials;
 //! [`response`] streams bodies through the maskers; [`sessions`] keeps one
 //! audit session per token, target and node; [`approval`] asks the control
@@ -14,6 +15,7 @@
 pub mod approval;
 pub mod gateway;
 pub mod headers;
+pub mod host;
 pub mod listener;
 pub mod problem;
 pub mod response;

@@ -33,6 +33,9 @@ pub struct HttpSession {
     pub secrets: Secrets,
     last_used_ms: AtomicI64,
     in_flight: AtomicU64,
+    /// Fires once the session is ending, so no new request joins it and a
+    /// request held for approval stops waiting.
+    ended: sluice_common::Shutdown,
 }
 
 impl HttpSession {
@@ -41,6 +44,11 @@ impl HttpSession {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InFlight(self.clone())
+    }
+
+    /// Fires when the session ends (killed, expired, idle, shutdown).
+    pub fn ended(&self) -> &sluice_common::Shutdown {
+        &self.ended
     }
 
     fn touch(&self) {
@@ -70,6 +78,7 @@ impl Drop for InFlight {
 type Slot = Arc<OnceCell<Arc<HttpSession>>>;
 
 /// What opening a session needs from the node.
+#[derive(Clone)]
 pub struct Opening<'a> {
     /// Who.
     pub identity: Identity,
@@ -97,23 +106,54 @@ impl HttpSessions {
         o: Opening<'_>,
     ) -> Result<Arc<HttpSession>, GatewayError> {
         let key = (o.identity.token_id.clone(), o.target.0.name.clone());
-        let slot = match self.live.lock() {
-            Ok(mut g) => g.entry(key.clone()).or_default().clone(),
-            Err(_) => {
-                return Err(GatewayError::Unavailable(
-                    "session table unavailable".to_owned(),
-                ));
+        // At most twice: a session caught between its end and its removal
+        // is removed here, and the second round opens a new one.
+        for _ in 0..2 {
+            let slot = match self.live.lock() {
+                Ok(mut g) => g.entry(key.clone()).or_default().clone(),
+                Err(_) => break,
+            };
+            let session = slot
+                .get_or_try_init(|| open(shared, o.clone()))
+                .await?
+                .clone();
+            if !session.ended.is_cancelled() {
+                return Ok(session);
             }
-        };
-        let session = slot.get_or_try_init(|| open(shared, o)).await?.clone();
-        Ok(session)
+            self.forget(&key, &session);
+        }
+        Err(GatewayError::Unavailable(
+            "session table unavailable".to_owned(),
+        ))
     }
 
-    fn forget(&self, key: &(String, String)) {
-        if let Ok(mut g) = self.live.lock() {
+    /// Removes the session of `key` if it is still `session` (not a newer
+    /// one opened since).
+    fn forget(&self, key: &(String, String), session: &Arc<HttpSession>) {
+        if let Ok(mut g) = self.live.lock()
+            && g.get(key)
+                .and_then(|slot| slot.get())
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
             g.remove(key);
         }
     }
+}
+
+/// Why a token past its `exp` is refused.
+pub const EXPIRED: &str = "the access token has expired: get a new one";
+
+/// Whether a token expiring at `expires_at` (seconds) has expired: its
+/// sessions end at that moment, so a request after it is refused even
+/// within the verifier's clock-skew leeway (it would be served on a session
+/// already over, or open one that ends at once).
+pub fn expired(expires_at: u64) -> bool {
+    expired_at(expires_at, sluice_common::unix_ms())
+}
+
+fn expired_at(expires_at: u64, now_ms: i64) -> bool {
+    let now_ms = u64::try_from(now_ms).unwrap_or(0);
+    expires_at.saturating_mul(1000) <= now_ms
 }
 
 async fn open(
@@ -168,10 +208,33 @@ async fn open(
         secrets,
         last_used_ms: AtomicI64::new(sluice_common::unix_ms()),
         in_flight: AtomicU64::new(0),
+        ended: sluice_common::Shutdown::new(),
     });
     let key = (session.ctx.identity.token_id.clone(), target.name.clone());
     tokio::spawn(watch(shared.clone(), session.clone(), kill, key));
     Ok(session)
+}
+
+/// Why a session's watch ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Shutdown,
+    Killed,
+    TokenExpired,
+    Idle,
+}
+
+/// The recorded end reason: a kill carries the reason it was pulled with
+/// (a revoked token, a revoked grant), recorded as `killed: REASON` like a
+/// SQL session's, so the record says why, not only that it was killed.
+fn end_reason(end: End, pulled: Option<&str>) -> String {
+    match (end, pulled) {
+        (End::Killed, Some(why)) if !why.is_empty() => format!("killed: {why}"),
+        (End::Killed, _) => "killed".to_owned(),
+        (End::Shutdown, _) => "shutdown".to_owned(),
+        (End::TokenExpired, _) => "token_expired".to_owned(),
+        (End::Idle, _) => "idle".to_owned(),
+    }
 }
 
 /// Ends a session when it is killed, its token expires, the node shuts
@@ -194,21 +257,56 @@ async fn watch(
             .saturating_sub(now_ms),
     ));
     tokio::pin!(expiry);
-    let reason = loop {
+    let end = loop {
         tokio::select! {
-            () = kill.token.cancelled() => break if shared.shutdown.is_cancelled() { "shutdown" } else { "killed" },
-            () = kill.drain.cancelled() => break "killed",
-            () = &mut expiry => break "token_expired",
+            () = kill.token.cancelled() => break if shared.shutdown.is_cancelled() { End::Shutdown } else { End::Killed },
+            () = kill.drain.cancelled() => break End::Killed,
+            () = &mut expiry => break End::TokenExpired,
             () = tokio::time::sleep(tick) => {
                 let idle = sluice_common::unix_ms() - s.last_used_ms.load(Ordering::Acquire);
                 if idle >= idle_ms && s.in_flight.load(Ordering::Acquire) == 0 {
-                    break "idle";
+                    break End::Idle;
                 }
             }
         }
     };
-    shared.http_sessions.forget(&key);
+    s.ended.cancel();
+    shared.http_sessions.forget(&key, &s);
     shared.sessions.close(&s.ctx.session_id, None);
-    let _ = s.ctx.emit(s.ctx.end_event(reason));
+    let reason = end_reason(end, kill.reason().as_deref());
+    let _ = s.ctx.emit(s.ctx.end_event(&reason));
     tracing::info!(session_id = %s.ctx.session_id, reason, "http session ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_has_expired_from_its_exp_second_on() {
+        assert!(!expired_at(100, 99_999));
+        assert!(expired_at(100, 100_000));
+        assert!(expired_at(100, 100_001));
+        assert!(expired_at(0, 0));
+        assert!(!expired_at(u64::MAX, i64::MAX));
+        assert!(
+            !expired_at(1, -5),
+            "a clock before the epoch expires nothing"
+        );
+        assert!(expired(1));
+        assert!(!expired(u64::MAX));
+    }
+
+    #[test]
+    fn a_kill_records_the_reason_it_was_pulled_with() {
+        assert_eq!(
+            end_reason(End::Killed, Some("the access token was revoked")),
+            "killed: the access token was revoked"
+        );
+        assert_eq!(end_reason(End::Killed, None), "killed");
+        assert_eq!(end_reason(End::Killed, Some("")), "killed");
+        assert_eq!(end_reason(End::Idle, Some("ignored")), "idle");
+        assert_eq!(end_reason(End::TokenExpired, None), "token_expired");
+        assert_eq!(end_reason(End::Shutdown, None), "shutdown");
+    }
 }
