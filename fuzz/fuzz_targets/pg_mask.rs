@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use sluice_data_plane::pg::mask::counts::Counts;
 use sluice_data_plane::pg::mask::{ExecMask, scrub_notice, wire};
 use sluice_policy::mask::MaskPlan;
 use sluice_policy::{Policy, PolicySet, Subject};
@@ -28,12 +29,23 @@ fn plan() -> Arc<MaskPlan> {
 fuzz_target!(|data: &[u8]| {
     let _ = wire::bind_result_formats(data);
     let _ = wire::notice_fields(data);
-    let mut counts = Default::default();
+    let mut counts = Counts::new(&plan().set);
     let _ = scrub_notice(&plan(), b'E', data, &mut counts);
+    // The one-at-a-time reader agrees with the collecting one.
+    let whole = wire::data_row(data);
+    let each = wire::DataRowValues::new(data).and_then(|mut it| {
+        let mut v = Vec::new();
+        while !it.is_empty() {
+            v.push(it.next_value()?.1);
+        }
+        it.finish().map(|()| v)
+    });
+    assert_eq!(whole, each);
     let mut m = ExecMask::simple(plan());
     let (head, tail) = data.split_at(data.len() / 2);
     m.on_row_description(head);
     if let Some(f) = m.on_data_row(tail) {
         assert!(wire::data_row(&f.raw[5..]).is_ok(), "a rewritten row is well formed");
     }
+    let _ = m.counts();
 });

@@ -84,16 +84,18 @@ impl Counts {
     pub fn named(&self, set: &MaskSet) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (policy, (_, m)) in set.policies.iter().enumerate() {
-            let (r0, d0) = (self.rule_at[policy], self.detector_at[policy]);
+            let r0 = self.rule_at.get(policy).copied().unwrap_or(usize::MAX);
+            let d0 = self.detector_at.get(policy).copied().unwrap_or(usize::MAX);
+            let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
             for rule in 0..m.rules.len() {
-                let n = self.rules[r0 + rule];
+                let n = at(&self.rules, r0.saturating_add(rule));
                 if n > 0 {
                     *out.entry(set.counter_name(RuleRef { policy, rule }))
                         .or_default() += n;
                 }
             }
             for d in 0..m.detectors.len() {
-                let n = self.detectors[d0 + d];
+                let n = at(&self.detectors, d0.saturating_add(d));
                 if n > 0 {
                     *out.entry(format!("detector:{}", m.detectors.name(d)))
                         .or_default() += n;
