@@ -150,27 +150,43 @@ pub fn query_names(raw: &str, name: &str) -> bool {
 /// Pooled clients, one per target configuration.
 #[derive(Debug, Default)]
 pub struct Clients {
-    by_target: Mutex<HashMap<String, (String, reqwest::Client)>>,
+    by_target: Mutex<HashMap<String, Pooled>>,
+}
+
+/// A target's client and the settings it was built from.
+#[derive(Debug)]
+struct Pooled {
+    base_url: String,
+    ca_pem: String,
+    client: reqwest::Client,
 }
 
 impl Clients {
     /// The client for `target`, built on first use and rebuilt when its
-    /// settings change.
+    /// settings change; every request to the target shares its connection
+    /// pool (and so its keep-alive connections).
     pub fn for_target(
         &self,
         target: &v1::Target,
         limits: &HttpLimits,
     ) -> Result<reqwest::Client, UpstreamError> {
-        let key = format!("{}\0{}", target.base_url, target.ca_pem);
         if let Ok(g) = self.by_target.lock()
-            && let Some((k, c)) = g.get(&target.name)
-            && *k == key
+            && let Some(p) = g.get(&target.name)
+            && p.base_url == target.base_url
+            && p.ca_pem == target.ca_pem
         {
-            return Ok(c.clone());
+            return Ok(p.client.clone());
         }
         let client = build(target, limits)?;
         if let Ok(mut g) = self.by_target.lock() {
-            g.insert(target.name.clone(), (key, client.clone()));
+            g.insert(
+                target.name.clone(),
+                Pooled {
+                    base_url: target.base_url.clone(),
+                    ca_pem: target.ca_pem.clone(),
+                    client: client.clone(),
+                },
+            );
         }
         Ok(client)
     }
