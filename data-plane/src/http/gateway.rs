@@ -429,7 +429,7 @@ async fn forward(
         record.refused(&e);
         e.response()
     };
-    let client = match shared.clients.for_target(&target.0, &shared.http) {
+    let upstream = match shared.clients.for_target(&target.0, &shared.http) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "unusable HTTP target");
@@ -448,8 +448,9 @@ async fn forward(
             GatewayError::BadGateway(format!("target \"{}\" is unavailable", target.0.name)),
         );
     }
-    let url = upstream::url(&target.0.base_url, path, query.as_deref());
-    let request = client
+    let url = upstream.url(path, query.as_deref());
+    let request = upstream
+        .client
         .request(parts.method, url)
         .headers(headers)
         .body(body);
