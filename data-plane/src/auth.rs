@@ -176,30 +176,33 @@ impl TokenCache {
     }
 }
 
-/// [`verify_token`], with the signature check skipped for a token `cache`
-/// verified recently under the same snapshot. Revocation is checked every
-/// time; refusals are never cached (and are logged as by [`verify_token`]).
-pub async fn verify_token_cached(
-    cache: &TokenCache,
-    snapshot: &NodeSnapshot,
-    token: &str,
-    peer: SocketAddr,
-    protocol: &str,
-) -> Result<Identity, AuthRefusal> {
-    if snapshot.trust.is_empty() {
-        return Err(AuthRefusal::NoKeys);
-    }
-    let key = TokenCache::key(token);
-    let now_ms = sluice_common::unix_ms();
-    if let Some(identity) = cache.get(&key, snapshot.version, now_ms) {
-        if snapshot.is_revoked(&identity.token_id) {
-            return Err(AuthRefusal::Revoked);
+impl TokenCache {
+    /// [`verify_token`], with the signature check skipped for a token this
+    /// cache verified recently under the same snapshot. Revocation is
+    /// checked every time; refusals are never cached (and are logged as by
+    /// [`verify_token`]).
+    pub async fn verify(
+        &self,
+        snapshot: &NodeSnapshot,
+        token: &str,
+        peer: SocketAddr,
+        protocol: &str,
+    ) -> Result<Identity, AuthRefusal> {
+        if snapshot.trust.is_empty() {
+            return Err(AuthRefusal::NoKeys);
         }
-        return Ok(identity);
+        let key = Self::key(token);
+        let now_ms = sluice_common::unix_ms();
+        if let Some(identity) = self.get(&key, snapshot.version, now_ms) {
+            if snapshot.is_revoked(&identity.token_id) {
+                return Err(AuthRefusal::Revoked);
+            }
+            return Ok(identity);
+        }
+        let identity = verify_token(snapshot, token, peer, protocol).await?;
+        self.put(key, &identity, snapshot.version, now_ms);
+        Ok(identity)
     }
-    let identity = verify_token(snapshot, token, peer, protocol).await?;
-    cache.put(key, &identity, snapshot.version, now_ms);
-    Ok(identity)
 }
 
 /// The `iss` a token claims (unverified), bounded, for the record.
@@ -331,34 +334,30 @@ mod tests {
         let forged = String::from_utf8(forged).unwrap();
         for _ in 0..2 {
             assert!(matches!(
-                verify_token_cached(&cache, &snap, &forged, PEER, "http").await,
+                cache.verify(&snap, &forged, PEER, "http").await,
                 Err(AuthRefusal::Invalid(_))
             ));
         }
         assert!(cache.is_empty());
 
         // A good token is verified once, then served from the cache.
-        let first = verify_token_cached(&cache, &snap, &good, PEER, "http")
-            .await
-            .unwrap();
+        let first = cache.verify(&snap, &good, PEER, "http").await.unwrap();
         assert_eq!(first.name, "agent-1");
         assert_eq!(cache.len(), 1);
-        let again = verify_token_cached(&cache, &snap, &good, PEER, "http")
-            .await
-            .unwrap();
+        let again = cache.verify(&snap, &good, PEER, "http").await.unwrap();
         assert_eq!(again.token_id, first.token_id);
 
         // A newer snapshot that revokes it refuses it although it is cached.
         let revoked = snapshot(&iss, 2, &[&id]);
         assert_eq!(
-            verify_token_cached(&cache, &revoked, &good, PEER, "http").await,
+            cache.verify(&revoked, &good, PEER, "http").await,
             Err(AuthRefusal::Revoked)
         );
 
         // A snapshot that trusts another key refuses it: the trust changed.
         let other = snapshot(&issuer(), 3, &[]);
         assert!(matches!(
-            verify_token_cached(&cache, &other, &good, PEER, "http").await,
+            cache.verify(&other, &good, PEER, "http").await,
             Err(AuthRefusal::Invalid(_))
         ));
         assert!(cache.is_empty());

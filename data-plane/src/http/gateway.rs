@@ -112,17 +112,14 @@ async fn route(
                 .to_owned(),
         )
     })?;
-    let identity =
-        match crate::auth::verify_token_cached(&shared.tokens, &snapshot, &token, peer, "http")
-            .await
-        {
-            Ok(id) => id,
-            Err(e) => {
-                metrics::counter!("sluice_http_auth_failures_total").increment(1);
-                record_auth_failure(shared, peer, name, tls, &token, &e.to_string());
-                return Err(GatewayError::Unauthenticated(e.to_string()));
-            }
-        };
+    let identity = match shared.tokens.verify(&snapshot, &token, peer, "http").await {
+        Ok(id) => id,
+        Err(e) => {
+            metrics::counter!("sluice_http_auth_failures_total").increment(1);
+            record_auth_failure(shared, peer, name, tls, &token, &e.to_string());
+            return Err(GatewayError::Unauthenticated(e.to_string()));
+        }
+    };
     let target = http_target(&snapshot, name)?;
     let session = shared
         .http_sessions
