@@ -407,9 +407,7 @@ impl JsonMasker {
         while i < chunk.len() {
             if esc == Esc::None {
                 // Plain string bytes, the bulk of most bodies, in a tight loop.
-                while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
-                    i += 1;
-                }
+                i = plain_run(chunk, i);
                 if i == chunk.len() {
                     break;
                 }
@@ -574,6 +572,31 @@ impl JsonMasker {
     }
 }
 
+/// Where the run of plain string bytes (no quote, backslash or control
+/// character) that starts at `i` ends: eight bytes at a time while none of
+/// them is special, then byte by byte.
+fn plain_run(chunk: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `v` is zero (exact as a yes/no answer).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(block) = chunk.get(i..i + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(block);
+        let x = u64::from_le_bytes(eight);
+        // A byte below 0x20 (exact as a yes/no answer, like `zero`).
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        if control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
+        i += 1;
+    }
+    i
+}
+
 /// Counts one more under `name`, allocating only for a name not seen yet.
 fn bump(counts: &mut BTreeMap<String, u64>, name: &str) {
     match counts.get_mut(name) {
@@ -733,6 +756,34 @@ fn utf8(value: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_runs_stop_at_the_first_special_byte() {
+        let scalar = |c: &[u8], mut i: usize| {
+            while i < c.len() && c[i] >= 0x20 && c[i] != b'"' && c[i] != b'\\' {
+                i += 1;
+            }
+            i
+        };
+        // Every special byte (and a harmless one) at every place of a run
+        // longer than two blocks, from every start, with UTF-8 around.
+        let base = "abcdé漢xyz0123456789-ABCDEFGHIJ".as_bytes();
+        for special in [b'"', b'\\', 0x00, 0x01, 0x1f, b' ', 0x7f, 0xff] {
+            for at in 0..base.len() {
+                let mut c = base.to_vec();
+                c[at] = special;
+                for start in 0..c.len() {
+                    assert_eq!(
+                        plain_run(&c, start),
+                        scalar(&c, start),
+                        "{special:#x} at {at} from {start}"
+                    );
+                }
+            }
+        }
+        assert_eq!(plain_run(b"", 0), 0);
+        assert_eq!(plain_run(b"abc", 3), 3);
+    }
 
     #[test]
     fn encoded_strings_read_back_as_the_same_text() {
