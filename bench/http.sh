@@ -6,9 +6,15 @@
 #   sluice    wrk -> sluice dev's HTTP gateway (policy decision, header-key
 #             credential injection, JSON masking of email/card/api key,
 #             audit record) -> json-server
-# and prints req/s and p50/p99 latency for each (wrk --latency).
+# and prints req/s and p50/p99 latency for each (wrk --latency). Then the
+# same three routes for a ~10 MB JSON response (BIG_MB, default 10: a
+# static file of generated customers with emails, card numbers, API keys
+# and notes the detectors clean) with BIG_CONNS connections (default 4),
+# checks that the body Sluice returns is really masked, and prints the
+# node's peak resident memory (VmHWM) before and after the 10 MB runs.
 #
 #   bench/http.sh [DURATION] [CONNECTIONS]   (defaults 20s, 32)
+#   BIG_MB=10 BIG_CONNS=4 bench/http.sh 8s 32
 #
 # Needs: wrk and nginx (apt-get install wrk nginx), node + npm ci in
 # tests/http, and a release build of sluice (built here).
@@ -17,6 +23,8 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-20s}"
 CONNS="${2:-32}"
 THREADS=2
+BIG_MB="${BIG_MB:-10}"
+BIG_CONNS="${BIG_CONNS:-4}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 WORK=$(mktemp -d)
 PIDS=()
@@ -30,10 +38,39 @@ cargo build --release -q -p sluice --bin sluice
 SLUICE="$(cd "$TARGET" && pwd)/release/sluice"
 [ -f tests/http/node_modules/json-server/package.json ] || (cd tests/http && npm ci --no-audit --no-fund --loglevel=error)
 
-# json-server, on a private copy of the demo customers.
+# json-server, on a private copy of the demo customers, serving the large
+# document as a static file (its --static is taken relative to the working
+# directory).
 cp tests/http/db.json "$WORK/db.json"
+mkdir -p "$WORK/public"
+python3 - "$WORK/public/customers-big.json" "$BIG_MB" <<'PY'
+import json, sys
+path, mb = sys.argv[1], int(sys.argv[2])
+target = mb * 1_000_000
+with open(path, "w") as f:
+    f.write('{"data": [')
+    size, i = 11, 0
+    while size < target:
+        c = {
+            "id": i,
+            "name": f"Customer {i}",
+            "email": f"customer{i}@example.com",
+            "card_number": "4111111111111111",
+            "api_key": f"sk_live_{i:016d}",
+            "balance": round(i * 7 % 1000 + (i % 100) / 100, 2),
+            "active": True,
+            "tags": ["retail", "eu"],
+            "notes": f"prefers contact in the morning; backup contact backup{i}@corpmail.example",
+        }
+        text = ("," if i else "") + json.dumps(c)
+        f.write(text)
+        size += len(text)
+        i += 1
+    f.write("]}")
+PY
 JS_PORT=$(free_port)
-node tests/http/node_modules/json-server/lib/cli/bin.js --quiet --host 127.0.0.1 --port "$JS_PORT" "$WORK/db.json" >"$WORK/js.log" 2>&1 &
+node tests/http/node_modules/json-server/lib/cli/bin.js --quiet --host 127.0.0.1 --port "$JS_PORT" \
+  --static "$(realpath --relative-to=. "$WORK/public")" "$WORK/db.json" >"$WORK/js.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$JS_PORT/customers/1"
 
@@ -79,6 +116,7 @@ http:
   default: deny
   rules:
     - { name: read, methods: [GET], path: /customers/**, decision: allow }
+    - { name: big, methods: [GET], path: /customers-big.json, decision: allow }
   response:
     mask:
       - { path: $..email, mask: email }
@@ -91,7 +129,8 @@ GW_PORT=$(free_port)
   --pg-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --http-gateway-listen "127.0.0.1:$GW_PORT" \
   --policy "$WORK/policy.yaml" --target "crm=http://127.0.0.1:$JS_PORT" \
   --target-auth crm=header:X-Api-Key --target-secret crm=bench-upstream-key >"$WORK/sluice.log" 2>&1 &
-PIDS+=($!)
+SLUICE_PID=$!
+PIDS+=($SLUICE_PID)
 for _ in $(seq 1 300); do [ -s "$WORK/ready.json" ] && break; sleep 0.2; done
 TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent_token"])' "$WORK/ready.json")
 wait_http -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm/customers/1"
@@ -99,8 +138,38 @@ wait_http -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm/
 run() {
   local name=$1; shift
   echo "== $name"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" | grep -E 'Requests/sec|^ +50%|^ +99%|Non-2xx|Socket errors'
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" | grep -E 'Requests/sec|Transfer/sec|^ +50%|^ +99%|Non-2xx|Socket errors'
 }
+# The sluice node's peak and current resident memory (its own process, not
+# a wrapper's).
+rss() { grep -E '^Vm(HWM|RSS)' "/proc/$SLUICE_PID/status" | tr -s ' \t' ' ' | paste -sd' '; }
+
 run direct "http://127.0.0.1:$JS_PORT/customers/1"
 run nginx "http://127.0.0.1:$NG_PORT/customers/1"
 run sluice -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm/customers/1"
+
+BIG=/customers-big.json
+echo "== ${BIG_MB} MB masked JSON response ($(stat -c %s "$WORK/public$BIG") bytes), $BIG_CONNS connections"
+# The body through the gateway must be valid JSON with every email, card
+# number and API key masked, and no customer lost.
+curl -fsS -o "$WORK/masked.json" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm$BIG"
+python3 - "$WORK/public$BIG" "$WORK/masked.json" <<'PY'
+import json, sys
+orig = json.load(open(sys.argv[1]))["data"]
+masked = json.load(open(sys.argv[2]))["data"]
+assert len(orig) == len(masked), f"{len(masked)} customers back of {len(orig)}"
+raw = sum(
+    (m["email"] == o["email"]) + (m["card_number"] == o["card_number"]) + (m["api_key"] == o["api_key"])
+    + (o["notes"].split()[-1] in m["notes"])
+    for o, m in zip(orig, masked)
+)
+text = open(sys.argv[2]).read()
+assert raw == 0 and "4111111111111111" not in text and "sk_live_" not in text, f"{raw} values unmasked"
+print(f"masked: ok ({len(masked)} customers, no email, card number, API key or note address left)")
+PY
+echo "sluice memory before: $(rss)"
+CONNS=$BIG_CONNS
+run "direct ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$JS_PORT$BIG"
+run "nginx ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$NG_PORT$BIG"
+run "sluice ${BIG_MB} MB" --timeout 60s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm$BIG"
+echo "sluice memory after: $(rss)"

@@ -170,6 +170,7 @@ impl BoundNode {
                 credentials: self.credentials.clone(),
                 approvals: approvals.clone(),
                 clients: crate::http::upstream::Clients::default(),
+                tokens: crate::auth::TokenCache::default(),
                 shutdown: shutdown.clone(),
                 host_suffix: c.http_gateway_host_suffix.clone(),
             });

@@ -49,6 +49,8 @@ pub struct Shared {
     pub approvals: Arc<Approvals>,
     /// Upstream clients.
     pub clients: Clients,
+    /// Recently verified tokens: agents send theirs on every request.
+    pub tokens: crate::auth::TokenCache,
     /// Node shutdown.
     pub shutdown: Shutdown,
     /// Route `{target}.{suffix}` hosts by name, when set.
@@ -114,22 +116,11 @@ async fn route(
                 .to_owned(),
         )
     })?;
-    let verified = crate::auth::verify_token(&snapshot, &token, peer, "http")
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|id| {
-            // Within the verifier's clock-skew leeway, but past the moment
-            // the token's sessions end.
-            if super::sessions::expired(id.expires_at) {
-                Err(super::sessions::EXPIRED.to_owned())
-            } else {
-                Ok(id)
-            }
-        });
-    let identity = match verified {
+    let identity = match shared.tokens.verify(&snapshot, &token, peer, "http").await {
         Ok(id) => id,
         Err(e) => {
             metrics::counter!("sluice_http_auth_failures_total").increment(1);
+            let e = e.to_string();
             record_auth_failure(shared, peer, name, tls, &token, &e);
             return Err(GatewayError::Unauthenticated(e));
         }
@@ -441,7 +432,7 @@ async fn forward(
         record.refused(&e);
         e.response()
     };
-    let client = match shared.clients.for_target(&target.0, &shared.http) {
+    let upstream = match shared.clients.for_target(&target.0, &shared.http) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "unusable HTTP target");
@@ -460,8 +451,9 @@ async fn forward(
             GatewayError::BadGateway(format!("target \"{}\" is unavailable", target.0.name)),
         );
     }
-    let url = upstream::url(&target.0.base_url, path, query.as_deref());
-    let request = client
+    let url = upstream.url(path, query.as_deref());
+    let request = upstream
+        .client
         .request(parts.method, url)
         .headers(headers)
         .body(body);

@@ -256,6 +256,8 @@ struct Pipe {
     /// Bytes received from the upstream: an empty body has nothing to mask
     /// (and is no invalid JSON document).
     received: u64,
+    /// The masker's output before the scrubber, reused for every chunk.
+    masked: Vec<u8>,
 }
 
 fn failed(p: &mut Pipe, why: &str) -> std::io::Error {
@@ -273,8 +275,9 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
         return None;
     }
     loop {
-        let mut masked = Vec::new();
-        let mut out = Vec::new();
+        let mut masked = std::mem::take(&mut p.masked);
+        masked.clear();
+        let mut out = Vec::with_capacity(masked.capacity());
         match tokio::time::timeout(p.stall, p.upstream.next()).await {
             Err(_) => {
                 let e = failed(&mut p, "the upstream stalled mid-response");
@@ -291,6 +294,7 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
                     return Some((Err(e), p));
                 }
                 p.scrub.push(&masked, &mut out);
+                p.masked = masked;
                 if out.is_empty() {
                     continue;
                 }
@@ -350,6 +354,7 @@ pub fn stream(
         record,
         done: false,
         received: 0,
+        masked: Vec::new(),
     };
     let body = Body::from_stream(futures::stream::unfold(pipe, step));
     let mut resp = Response::new(body);

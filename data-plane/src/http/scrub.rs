@@ -4,7 +4,10 @@
 //! chunks is still found, because the tail that could begin one is held
 //! back until the next chunk.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
+use memchr::memmem::Finder;
 
 /// What replaces a secret.
 pub const REDACTED: &[u8] = b"[redacted by sluice]";
@@ -13,9 +16,11 @@ pub const REDACTED: &[u8] = b"[redacted by sluice]";
 /// of a very short string would corrupt unrelated bytes.
 const MIN_SECRET: usize = 6;
 
-/// The secrets of one request, in every form an echo may take them.
+/// The secrets of one request, in every form an echo may take them, each
+/// with a prepared substring searcher (shared by every request of the
+/// session, so a response pays only for the search).
 #[derive(Clone, Default)]
-pub struct Secrets(Vec<Vec<u8>>);
+pub struct Secrets(Arc<[Finder<'static>]>);
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,12 +43,14 @@ impl Secrets {
                 .unwrap_or_default(),
             base64::engine::general_purpose::STANDARD.encode(secret),
         ];
+        let mut all: Vec<Finder<'static>> = self.0.to_vec();
         for f in forms {
-            if f.len() >= MIN_SECRET && !self.0.iter().any(|s| s == f.as_bytes()) {
-                self.0.push(f.into_bytes());
+            if f.len() >= MIN_SECRET && !all.iter().any(|s| s.needle() == f.as_bytes()) {
+                all.push(Finder::new(f.as_bytes()).into_owned());
             }
         }
-        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all.sort_by_key(|s| std::cmp::Reverse(s.needle().len()));
+        self.0 = all.into();
     }
 
     /// Whether there is nothing to scrub.
@@ -53,11 +60,11 @@ impl Secrets {
 
     /// Whether `text` contains any form of a secret.
     pub fn found_in(&self, text: &[u8]) -> bool {
-        self.0.iter().any(|s| find(text, s).is_some())
+        self.0.iter().any(|s| s.find(text).is_some())
     }
 
     fn longest(&self) -> usize {
-        self.0.first().map_or(0, Vec::len)
+        self.0.first().map_or(0, |s| s.needle().len())
     }
 
     /// A streaming scrubber over these secrets.
@@ -68,13 +75,6 @@ impl Secrets {
             count: 0,
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Scrubs one response body, chunk by chunk.
@@ -93,22 +93,23 @@ impl Scrubber {
             out.extend_from_slice(chunk);
             return;
         }
-        self.held.extend_from_slice(chunk);
         let keep = self.secrets.longest().saturating_sub(1);
-        let text = std::mem::take(&mut self.held);
-        let replaced = self.replace(&text);
-        let cut = replaced.len().saturating_sub(keep);
+        let mut text = std::mem::take(&mut self.held);
+        text.extend_from_slice(chunk);
+        self.replace(&mut text);
+        let cut = text.len().saturating_sub(keep);
         // Held bytes are scanned again with the next chunk; a replacement
         // held back among them is harmless, since it contains no secret.
-        out.extend_from_slice(&replaced[..cut]);
-        self.held = replaced[cut..].to_vec();
+        out.extend_from_slice(&text[..cut]);
+        text.drain(..cut);
+        self.held = text;
     }
 
     /// Sends what was held back.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let text = std::mem::take(&mut self.held);
-        let replaced = self.replace(&text);
-        out.extend_from_slice(&replaced);
+        let mut text = std::mem::take(&mut self.held);
+        self.replace(&mut text);
+        out.extend_from_slice(&text);
     }
 
     /// Secrets replaced so far.
@@ -116,21 +117,28 @@ impl Scrubber {
         self.count
     }
 
-    fn replace(&mut self, text: &[u8]) -> Vec<u8> {
-        let mut cur = text.to_vec();
-        for s in &self.secrets.0 {
-            let mut next = Vec::with_capacity(cur.len());
-            let mut rest = &cur[..];
-            while let Some(i) = find(rest, s) {
+    /// Replaces every form of every secret in `text`, longest forms first;
+    /// copies only when one is found (the usual body carries none).
+    fn replace(&mut self, text: &mut Vec<u8>) {
+        for s in self.secrets.0.iter() {
+            let Some(first) = s.find(text) else {
+                continue;
+            };
+            let n = s.needle().len();
+            let mut next = Vec::with_capacity(text.len());
+            next.extend_from_slice(&text[..first]);
+            next.extend_from_slice(REDACTED);
+            self.count += 1;
+            let mut rest = &text[first + n..];
+            while let Some(i) = s.find(rest) {
                 next.extend_from_slice(&rest[..i]);
                 next.extend_from_slice(REDACTED);
-                rest = &rest[i + s.len()..];
+                rest = &rest[i + n..];
                 self.count += 1;
             }
             next.extend_from_slice(rest);
-            cur = next;
+            *text = next;
         }
-        cur
     }
 }
 

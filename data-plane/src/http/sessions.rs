@@ -140,22 +140,6 @@ impl HttpSessions {
     }
 }
 
-/// Why a token past its `exp` is refused.
-pub const EXPIRED: &str = "the access token has expired: get a new one";
-
-/// Whether a token expiring at `expires_at` (seconds) has expired: its
-/// sessions end at that moment, so a request after it is refused even
-/// within the verifier's clock-skew leeway (it would be served on a session
-/// already over, or open one that ends at once).
-pub fn expired(expires_at: u64) -> bool {
-    expired_at(expires_at, sluice_common::unix_ms())
-}
-
-fn expired_at(expires_at: u64, now_ms: i64) -> bool {
-    let now_ms = u64::try_from(now_ms).unwrap_or(0);
-    expires_at.saturating_mul(1000) <= now_ms
-}
-
 async fn open(
     shared: &Arc<super::gateway::Shared>,
     o: Opening<'_>,
@@ -281,21 +265,6 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_token_has_expired_from_its_exp_second_on() {
-        assert!(!expired_at(100, 99_999));
-        assert!(expired_at(100, 100_000));
-        assert!(expired_at(100, 100_001));
-        assert!(expired_at(0, 0));
-        assert!(!expired_at(u64::MAX, i64::MAX));
-        assert!(
-            !expired_at(1, -5),
-            "a clock before the epoch expires nothing"
-        );
-        assert!(expired(1));
-        assert!(!expired(u64::MAX));
-    }
 
     #[test]
     fn a_kill_records_the_reason_it_was_pulled_with() {

@@ -150,30 +150,86 @@ pub fn query_names(raw: &str, name: &str) -> bool {
 /// Pooled clients, one per target configuration.
 #[derive(Debug, Default)]
 pub struct Clients {
-    by_target: Mutex<HashMap<String, (String, reqwest::Client)>>,
+    by_target: Mutex<HashMap<String, Pooled>>,
+}
+
+/// A target's client and the settings it was built from.
+#[derive(Debug)]
+struct Pooled {
+    base_url: String,
+    ca_pem: String,
+    upstream: Upstream,
+}
+
+/// One target's pooled client and its base URL, parsed once so a request
+/// does not parse the host again.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The client (and its keep-alive pool).
+    pub client: reqwest::Client,
+    base: url::Url,
+}
+
+impl Upstream {
+    /// The upstream URL for a decided (normalised, so already
+    /// percent-encoded) path and the raw query, below the base URL's path.
+    pub fn url(&self, path: &str, query: Option<&str>) -> url::Url {
+        let mut u = self.base.clone();
+        let base = self.base.path().trim_end_matches('/');
+        let mut full = String::with_capacity(base.len() + path.len() + 1);
+        full.push_str(base);
+        if !path.starts_with('/') {
+            full.push('/');
+        }
+        full.push_str(path);
+        u.set_path(&full);
+        u.set_query(query.filter(|q| !q.is_empty()));
+        u
+    }
 }
 
 impl Clients {
     /// The client for `target`, built on first use and rebuilt when its
-    /// settings change.
+    /// settings change; every request to the target shares its connection
+    /// pool (and so its keep-alive connections).
     pub fn for_target(
         &self,
         target: &v1::Target,
         limits: &HttpLimits,
-    ) -> Result<reqwest::Client, UpstreamError> {
-        let key = format!("{}\0{}", target.base_url, target.ca_pem);
+    ) -> Result<Upstream, UpstreamError> {
         if let Ok(g) = self.by_target.lock()
-            && let Some((k, c)) = g.get(&target.name)
-            && *k == key
+            && let Some(p) = g.get(&target.name)
+            && p.base_url == target.base_url
+            && p.ca_pem == target.ca_pem
         {
-            return Ok(c.clone());
+            return Ok(p.upstream.clone());
         }
-        let client = build(target, limits)?;
+        let upstream = Upstream {
+            base: base_url(target)?,
+            client: build(target, limits)?,
+        };
         if let Ok(mut g) = self.by_target.lock() {
-            g.insert(target.name.clone(), (key, client.clone()));
+            g.insert(
+                target.name.clone(),
+                Pooled {
+                    base_url: target.base_url.clone(),
+                    ca_pem: target.ca_pem.clone(),
+                    upstream: upstream.clone(),
+                },
+            );
         }
-        Ok(client)
+        Ok(upstream)
     }
+}
+
+/// The target's base URL: absolute, `http` or `https`.
+fn base_url(target: &v1::Target) -> Result<url::Url, UpstreamError> {
+    let bad = |m: &str| UpstreamError::Config(target.name.clone(), m.to_owned());
+    let u = url::Url::parse(&target.base_url).map_err(|_| bad("base_url is not a URL"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() || !u.has_host() {
+        return Err(bad("base_url must be an http or https URL"));
+    }
+    Ok(u)
 }
 
 fn build(target: &v1::Target, limits: &HttpLimits) -> Result<reqwest::Client, UpstreamError> {
@@ -199,21 +255,6 @@ fn build(target: &v1::Target, limits: &HttpLimits) -> Result<reqwest::Client, Up
         }
     }
     b.build().map_err(|e| bad(e.to_string()))
-}
-
-/// The upstream URL for a decided (normalised) path and the query.
-pub fn url(base: &str, path: &str, query: Option<&str>) -> String {
-    let mut u = String::with_capacity(base.len() + path.len() + 16);
-    u.push_str(base.trim_end_matches('/'));
-    if !path.starts_with('/') {
-        u.push('/');
-    }
-    u.push_str(path);
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        u.push('?');
-        u.push_str(q);
-    }
-    u
 }
 
 /// Shared across requests: the clients and nothing else.
@@ -253,13 +294,60 @@ mod tests {
         );
     }
 
+    fn upstream(base: &str) -> Upstream {
+        let target = v1::Target {
+            name: "t".to_owned(),
+            base_url: base.to_owned(),
+            ..Default::default()
+        };
+        Clients::default()
+            .for_target(&target, &HttpLimits::default())
+            .unwrap()
+    }
+
     #[test]
     fn upstream_urls_join_base_and_decided_path() {
+        let url = |base: &str, path: &str, query: Option<&str>| {
+            upstream(base).url(path, query).to_string()
+        };
         assert_eq!(
             url("http://h:1/v1/", "/customers", Some("a=1")),
             "http://h:1/v1/customers?a=1"
         );
         assert_eq!(url("http://h:1", "/", None), "http://h:1/");
+        assert_eq!(url("http://h:1/v1", "/", Some("")), "http://h:1/v1/");
+        assert_eq!(
+            url(
+                "https://api.example/v2/",
+                "/a%20b/%C3%A9",
+                Some("q=x%26y&z")
+            ),
+            "https://api.example/v2/a%20b/%C3%A9?q=x%26y&z"
+        );
+        // The same URL as parsing the joined text would give.
+        for (path, query) in [("/x/y", Some("a=1&b=%2F")), ("/", None), ("/c", Some("k"))] {
+            let text = format!(
+                "http://h:1/base{path}{}",
+                query.map(|q| format!("?{q}")).unwrap_or_default()
+            );
+            assert_eq!(
+                upstream("http://h:1/base/").url(path, query),
+                url::Url::parse(&text).unwrap()
+            );
+        }
+        for bad in ["h:1/x", "ftp://h/", "mailto:a@b", "not a url"] {
+            let target = v1::Target {
+                name: "t".to_owned(),
+                base_url: bad.to_owned(),
+                ..Default::default()
+            };
+            assert!(
+                Clients::default()
+                    .for_target(&target, &HttpLimits::default())
+                    .is_err(),
+                "{bad}"
+            );
+        }
         assert!(query_names("a=1&api_key=2", "api_key"));
         assert!(query_names("api%5Fkey=2", "api_key"));
         assert!(!query_names("a=1", "api_key"));

@@ -6,6 +6,7 @@
 //! else streams through as received. Object keys are not scanned by
 //! detectors (they name fields, they do not carry data).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -103,6 +104,8 @@ pub struct JsonMasker {
     /// it closes, then its replacement.
     suppress: Option<(usize, usize)>,
     hits: Vec<Hit>,
+    /// Scratch for a count's name.
+    key: String,
     /// The error returned, once one was.
     error: Option<HttpMaskError>,
 }
@@ -124,6 +127,7 @@ impl JsonMasker {
             mask: None,
             suppress: None,
             hits: Vec::new(),
+            key: String::new(),
             error,
         }
     }
@@ -185,13 +189,17 @@ impl JsonMasker {
                     continue;
                 }
                 State::Num => {
-                    if matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-                        self.buf.push(b);
-                        if self.buf.len() > MAX_NUMBER {
-                            return Err(HttpMaskError::TooLong);
-                        }
+                    let start = i;
+                    while i < chunk.len()
+                        && matches!(chunk[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    {
                         i += 1;
-                    } else {
+                    }
+                    if self.buf.len() + (i - start) > MAX_NUMBER {
+                        return Err(HttpMaskError::TooLong);
+                    }
+                    self.buf.extend_from_slice(&chunk[start..i]);
+                    if i < chunk.len() {
                         // The byte ends the number and is read again.
                         self.end_number(out)?;
                     }
@@ -368,7 +376,7 @@ impl JsonMasker {
             } else {
                 encode(REDACTED.as_bytes(), out);
             }
-            *self.counts.entry(rule.counter.clone()).or_insert(0) += 1;
+            bump(&mut self.counts, &rule.counter);
         }
         self.value_done();
         Ok(())
@@ -397,6 +405,13 @@ impl JsonMasker {
         let start = i;
         let mut closed = false;
         while i < chunk.len() {
+            if esc == Esc::None {
+                // Plain string bytes, the bulk of most bodies, in a tight loop.
+                i = plain_run(chunk, i);
+                if i == chunk.len() {
+                    break;
+                }
+            }
             let b = chunk[i];
             match esc {
                 Esc::None => match b {
@@ -460,11 +475,7 @@ impl JsonMasker {
             name.clear();
             if held {
                 let inner = &raw[1..raw.len() - 1];
-                if inner.contains(&b'\\') {
-                    name.push_str(&String::from_utf8_lossy(&decode(inner)));
-                } else {
-                    name.push_str(&String::from_utf8_lossy(inner));
-                }
+                name.push_str(&utf8(&decode(inner)));
             }
         }
         if held {
@@ -497,7 +508,7 @@ impl JsonMasker {
             Some(v) => encode(&v, out),
             None => out.extend_from_slice(b"null"),
         }
-        *self.counts.entry(rule.counter.clone()).or_insert(0) += 1;
+        bump(&mut self.counts, &rule.counter);
     }
 
     /// The value with every detector's finds replaced, or `None` if none
@@ -512,10 +523,10 @@ impl JsonMasker {
             let input = current.as_deref().unwrap_or(value);
             if let Some(v) = m.detectors.scrub(input, &mut self.hits) {
                 for h in &self.hits {
-                    *self
-                        .counts
-                        .entry(format!("detector:{}", m.detectors.name(h.detector)))
-                        .or_insert(0) += 1;
+                    self.key.clear();
+                    self.key.push_str("detector:");
+                    self.key.push_str(m.detectors.name(h.detector));
+                    bump(&mut self.counts, &self.key);
                 }
                 current = Some(v);
             }
@@ -557,6 +568,41 @@ impl JsonMasker {
             encode(&v, out);
         } else {
             self.emit(out, raw);
+        }
+    }
+}
+
+/// Where the run of plain string bytes (no quote, backslash or control
+/// character) that starts at `i` ends: eight bytes at a time while none of
+/// them is special, then byte by byte.
+fn plain_run(chunk: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `v` is zero (exact as a yes/no answer).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(block) = chunk.get(i..i + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(block);
+        let x = u64::from_le_bytes(eight);
+        // A byte below 0x20 (exact as a yes/no answer, like `zero`).
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        if control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
+        i += 1;
+    }
+    i
+}
+
+/// Counts one more under `name`, allocating only for a name not seen yet.
+fn bump(counts: &mut BTreeMap<String, u64>, name: &str) {
+    match counts.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(name.to_owned(), 1);
         }
     }
 }
@@ -620,7 +666,10 @@ fn hex4(s: &[u8]) -> Option<u32> {
 
 /// The bytes a JSON string's contents (between the quotes, already checked)
 /// stand for. A lone surrogate becomes U+FFFD.
-fn decode(inner: &[u8]) -> Vec<u8> {
+fn decode(inner: &[u8]) -> Cow<'_, [u8]> {
+    if !inner.contains(&b'\\') {
+        return Cow::Borrowed(inner);
+    }
     let mut out = Vec::with_capacity(inner.len());
     let mut i = 0;
     while i < inner.len() {
@@ -660,25 +709,102 @@ fn decode(inner: &[u8]) -> Vec<u8> {
         };
         out.push(c);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// A JSON string for `value` (bytes that are not UTF-8 become U+FFFD).
+/// Runs of bytes that need no escape are copied whole.
 fn encode(value: &[u8], out: &mut Vec<u8>) {
-    let text = String::from_utf8_lossy(value);
+    let text = utf8(value);
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `value` as text, borrowed when it is valid UTF-8 (the usual case,
+/// checked faster than the lossy conversion does).
+fn utf8(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_runs_stop_at_the_first_special_byte() {
+        let scalar = |c: &[u8], mut i: usize| {
+            while i < c.len() && c[i] >= 0x20 && c[i] != b'"' && c[i] != b'\\' {
+                i += 1;
             }
-            c => {
-                let mut tmp = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            i
+        };
+        // Every special byte (and a harmless one) at every place of a run
+        // longer than two blocks, from every start, with UTF-8 around.
+        let base = "abcdé漢xyz0123456789-ABCDEFGHIJ".as_bytes();
+        for special in [b'"', b'\\', 0x00, 0x01, 0x1f, b' ', 0x7f, 0xff] {
+            for at in 0..base.len() {
+                let mut c = base.to_vec();
+                c[at] = special;
+                for start in 0..c.len() {
+                    assert_eq!(
+                        plain_run(&c, start),
+                        scalar(&c, start),
+                        "{special:#x} at {at} from {start}"
+                    );
+                }
             }
         }
+        assert_eq!(plain_run(b"", 0), 0);
+        assert_eq!(plain_run(b"abc", 3), 3);
     }
-    out.push(b'"');
+
+    #[test]
+    fn encoded_strings_read_back_as_the_same_text() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"plain",
+            b"quote \" and backslash \\ and slash /",
+            b"controls \x00\x01\x1f\n\r\t end",
+            "unicode é 漢 🎉".as_bytes(),
+            b"not utf-8 \xff\xfe here",
+        ];
+        for v in cases {
+            let mut out = Vec::new();
+            encode(v, &mut out);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, String::from_utf8_lossy(v), "{out:?}");
+            // And decoding the escaped form gives the same bytes back.
+            assert_eq!(&*decode(&out[1..out.len() - 1]), back.as_bytes());
+        }
+        let mut out = Vec::new();
+        encode(b"\x1f", &mut out);
+        assert_eq!(out, b"\"\\u001f\"");
+    }
 }

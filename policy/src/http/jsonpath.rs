@@ -96,6 +96,17 @@ impl JsonPath {
 
     /// Whether the value at `path` is selected.
     pub fn matches(&self, path: &[Elem]) -> bool {
+        // The last step must take the last element: most values are told
+        // apart here, without the full walk.
+        match (self.steps.last(), path.last()) {
+            (None, _) => return path.is_empty(),
+            (Some(_), None) => return false,
+            (Some(Step::Key(k) | Step::Deep(k)), Some(Elem::Key(e))) if k != e => return false,
+            (Some(Step::Key(_) | Step::Deep(_)), Some(Elem::Index(_)))
+            | (Some(Step::Index(_)), Some(Elem::Key(_))) => return false,
+            (Some(Step::Index(k)), Some(Elem::Index(e))) if k != e => return false,
+            _ => {}
+        }
         // Which prefixes of `path` the steps so far match: on the stack for
         // the depths a JSON body may reach, so matching allocates nothing.
         const ROW: usize = 160;
@@ -184,5 +195,52 @@ impl JsonPath {
                 Step::Any | Step::Deep(_) => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(elems: &[&str]) -> Vec<Elem> {
+        elems
+            .iter()
+            .map(|e| match e.parse::<u64>() {
+                Ok(n) => Elem::Index(n),
+                Err(_) => Elem::Key((*e).to_owned()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn selectors_match_where_they_should_and_nowhere_else() {
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("$", &[], true),
+            ("$", &["a"], false),
+            ("$.a", &[], false),
+            ("$.a", &["a"], true),
+            ("$.a", &["b"], false),
+            ("$.a", &["0"], false),
+            ("$.a.b", &["a", "b"], true),
+            ("$.a.b", &["x", "b"], false),
+            ("$..email", &["data", "3", "email"], true),
+            ("$..email", &["email"], true),
+            ("$..email", &["data", "3", "name"], false),
+            ("$..email", &["email", "0"], false),
+            ("$.data[*].email", &["data", "7", "email"], true),
+            ("$.data[*].email", &["data", "x", "email"], true),
+            ("$.data[*].email", &["other", "7", "email"], false),
+            ("$.data[2]", &["data", "2"], true),
+            ("$.data[2]", &["data", "3"], false),
+            ("$.data[2]", &["data", "two"], false),
+            ("$.data.*", &["data", "3"], true),
+            ("$.data.*", &["data"], false),
+            ("$..a.b", &["x", "a", "b"], true),
+            ("$..a.b", &["x", "c", "b"], false),
+        ];
+        for (sel, at, want) in cases {
+            let p = JsonPath::new(sel).unwrap();
+            assert_eq!(p.matches(&path(at)), *want, "{sel} at {at:?}");
+        }
     }
 }

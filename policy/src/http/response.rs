@@ -2,6 +2,7 @@
 //! and whether bodies that cannot be checked pass. Built once per decision
 //! from every applicable policy; cheap to clone.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -116,11 +117,16 @@ impl ResponsePlan {
 
     /// What happens to the response header `name` (any case).
     pub fn header_action(&self, name: &str) -> HeaderAction {
-        let lower = name.to_ascii_lowercase();
-        if let Some(a) = self.0.headers.get(&lower) {
+        // Header names from `http` are lower case already: no copy then.
+        let lower: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        if let Some(a) = self.0.headers.get(lower.as_ref()) {
             return *a;
         }
-        if SECRET_HEADERS.contains(&lower.as_str()) {
+        if SECRET_HEADERS.contains(&lower.as_ref()) {
             HeaderAction::Remove
         } else {
             HeaderAction::Pass

@@ -242,7 +242,7 @@ async fn authenticate(
             let err = ClientError::fatal(sqlstate::INVALID_PASSWORD, e.to_string());
             match e {
                 AuthRefusal::NoKeys => err,
-                AuthRefusal::Revoked => err.with_hint("ask for a new token"),
+                AuthRefusal::Revoked | AuthRefusal::Expired => err.with_hint("ask for a new token"),
                 AuthRefusal::Invalid(_) => err.with_hint(
                     "connect with a valid Sluice or identity-provider access token as the password",
                 ),
