@@ -446,6 +446,56 @@ async fn session_of(api: &Api, token_id: &str) -> Value {
     .unwrap()
 }
 
+/// A kill reaches requests already under way: one waiting for the
+/// upstream's answer is answered at once, and a response still streaming is
+/// cut off (httpbin answers `/delay/10` after 10 s, and `/drip` sends its
+/// bytes over 10 s).
+#[tokio::test]
+async fn revoking_the_token_cuts_off_its_requests_in_flight() {
+    let n = Node::start(false, &[]).await;
+    let api = n.gw.api();
+    account(&api, "http-inflight").await;
+    let (token, token_id) = issue(&api, "http-inflight", 600).await;
+    assert_eq!(n.call(&token, "GET", "bin", "/get").await, 200);
+    let s = session_of(&api, &token_id).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+
+    let waiting = n.send(&token, "GET", "bin", "/delay/10", None);
+    let drip = n
+        .http
+        .get(n.url("bin", "/drip?duration=10&numbytes=10&code=200&delay=0"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drip.status(), 200);
+    let streaming = tokio::spawn(drip.bytes());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resp = n
+        .http
+        .delete(format!(
+            "{}/api/v1/service-accounts/http-inflight/tokens/{token_id}",
+            n.gw.ready().api_url
+        ))
+        .bearer_auth(&n.gw.ready().admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+
+    let (status, headers, body) = waiting.await.unwrap();
+    let p = assert_problem(status, &headers, &body, 401);
+    assert!(
+        p["detail"].as_str().unwrap().contains("session ended"),
+        "{p}"
+    );
+    let cut = streaming.await.unwrap();
+    assert!(cut.is_err(), "the streaming body ran to its end: {cut:?}");
+    let s = ended(&api, &id, Duration::from_secs(15)).await;
+    assert!(s["end_reason"].as_str().unwrap().contains("revoked"), "{s}");
+    assert_intact(&api, &id).await;
+}
+
 #[tokio::test]
 async fn revoking_or_expiring_the_token_ends_its_http_session() {
     let n = Node::start(false, &[]).await;

@@ -458,7 +458,13 @@ async fn forward(
         .headers(headers)
         .body(body);
     record.started = Some(Instant::now());
-    let sent = tokio::time::timeout(shared.http.upstream_timeout, request.send()).await;
+    let sent = tokio::select! {
+        biased;
+        () = session.ended().cancelled() => {
+            return fail(record, GatewayError::Unauthenticated(SESSION_ENDED.to_owned()));
+        }
+        sent = tokio::time::timeout(shared.http.upstream_timeout, request.send()) => sent,
+    };
     let resp = match sent {
         Err(_) => {
             return fail(
@@ -502,6 +508,12 @@ async fn forward(
         action,
         &session.secrets,
         shared.http.upstream_stall,
+        session.ended().clone(),
         record,
     )
 }
+
+/// What a request in flight when its session ends is told: the upstream's
+/// answer is not waited for (a kill switch works on requests under way too).
+const SESSION_ENDED: &str = "the session ended while the request was under way: it was killed, or \
+     its token expired or was revoked";

@@ -251,6 +251,8 @@ struct Pipe {
     masker: Masker,
     scrub: Scrubber,
     stall: Duration,
+    /// The session's end: a killed session's responses stop at once.
+    ended: sluice_common::Shutdown,
     record: Record,
     done: bool,
     /// Bytes received from the upstream: an empty body has nothing to mask
@@ -278,7 +280,15 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
         let mut masked = std::mem::take(&mut p.masked);
         masked.clear();
         let mut out = Vec::with_capacity(masked.capacity());
-        match tokio::time::timeout(p.stall, p.upstream.next()).await {
+        let next = tokio::select! {
+            biased;
+            () = p.ended.cancelled() => {
+                let e = failed(&mut p, "the session ended mid-response");
+                return Some((Err(e), p));
+            }
+            next = tokio::time::timeout(p.stall, p.upstream.next()) => next,
+        };
+        match next {
             Err(_) => {
                 let e = failed(&mut p, "the upstream stalled mid-response");
                 return Some((Err(e), p));
@@ -335,6 +345,7 @@ pub fn stream(
     action: ContentAction,
     secrets: &Secrets,
     stall: Duration,
+    ended: sluice_common::Shutdown,
     mut record: Record,
 ) -> Response<Body> {
     let status = upstream.status();
@@ -351,6 +362,7 @@ pub fn stream(
         masker,
         scrub: secrets.scrubber(),
         stall,
+        ended,
         record,
         done: false,
         received: 0,
