@@ -191,11 +191,35 @@ impl Detectors {
 
     /// Every detected span in `value` as `(start, end, detector)`, sorted
     /// by start; spans may overlap.
+    ///
+    /// When the prefilter leaves at most [`DIRECT_MAX`] candidates (an
+    /// address in a note leaves only the email pattern), their own patterns
+    /// run directly: one pass each, instead of the set's pass to tell
+    /// whether anything matches, its pass to tell which, and then theirs.
     pub fn spans(&self, value: &[u8]) -> Vec<(usize, usize, usize)> {
-        if self.detectors.is_empty() || !self.may_match(value) {
+        if self.detectors.is_empty() {
             return Vec::new();
         }
-        self.scan(value)
+        let Some(profile) = Profile::of(value) else {
+            return self.scan(value);
+        };
+        let mut candidates = [0usize; DIRECT_MAX];
+        let mut n = 0;
+        for (i, d) in self.detectors.iter().enumerate() {
+            if d.needs.is_none_or(|needs| needs(&profile)) {
+                if n == DIRECT_MAX {
+                    return self.scan(value);
+                }
+                candidates[n] = i;
+                n += 1;
+            }
+        }
+        let mut spans = Vec::new();
+        for &i in &candidates[..n] {
+            self.find(i, value, &mut spans);
+        }
+        spans.sort_unstable();
+        spans
     }
 
     /// [`Self::spans`] without the prefilter.
@@ -206,24 +230,26 @@ impl Detectors {
             return spans;
         }
         let matched = self.set.matches(value);
-        if !matched.matched_any() {
-            return spans;
-        }
         for i in matched.iter() {
-            let d = &self.detectors[i];
-            for m in d.regex.find_iter(value) {
-                let ok = match d.check {
-                    Check::None => true,
-                    Check::Luhn => luhn(m.as_bytes()),
-                    Check::Iban => iban(m.as_bytes()),
-                };
-                if ok && m.end() > m.start() {
-                    spans.push((m.start(), m.end(), i));
-                }
-            }
+            self.find(i, value, &mut spans);
         }
         spans.sort_unstable();
         spans
+    }
+
+    /// Adds the spans of detector `i` in `value` that pass its check.
+    fn find(&self, i: usize, value: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
+        let d = &self.detectors[i];
+        for m in d.regex.find_iter(value) {
+            let ok = match d.check {
+                Check::None => true,
+                Check::Luhn => luhn(m.as_bytes()),
+                Check::Iban => iban(m.as_bytes()),
+            };
+            if ok && m.end() > m.start() {
+                spans.push((m.start(), m.end(), i));
+            }
+        }
     }
 
     /// The value with every detected span replaced by `[name]`, or `None`
@@ -269,6 +295,7 @@ impl Detectors {
     /// Whether any detector could match `value`, from one cheap pass over
     /// its bytes: most values (names, words, amounts, ids) lack what every
     /// built-in pattern needs, and skip the regex scan altogether.
+    #[cfg(test)]
     fn may_match(&self, value: &[u8]) -> bool {
         let Some(p) = Profile::of(value) else {
             return true;
@@ -278,6 +305,10 @@ impl Detectors {
             .any(|d| d.needs.is_none_or(|needs| needs(&p)))
     }
 }
+
+/// The most prefilter candidates whose patterns run one by one; with more,
+/// the set's one pass is cheaper.
+const DIRECT_MAX: usize = 2;
 
 /// Longer values go straight to the regex scan: they usually hold what some
 /// pattern needs, and the per-class counts below fit in one byte each.
