@@ -140,3 +140,27 @@ pub fn target_args(name: &str, url: &str, auth: &str, secret: &str) -> Vec<Strin
         format!("{name}={secret}"),
     ]
 }
+
+/// Two upstreams that fail as real ones do: the first accepts connections
+/// and never answers, the second resets every connection. Their URLs; they
+/// serve for the rest of the test process.
+pub fn broken_upstreams() -> anyhow::Result<(String, String)> {
+    let hang = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let reset = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let hang_url = format!("http://{}", hang.local_addr()?);
+    let reset_url = format!("http://{}", reset.local_addr()?);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    std::thread::spawn(move || {
+        for c in reset.incoming().flatten() {
+            let s = socket2::SockRef::from(&c);
+            let _ = s.set_linger(Some(std::time::Duration::ZERO));
+            drop(c);
+        }
+    });
+    Ok((hang_url, reset_url))
+}

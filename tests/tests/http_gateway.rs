@@ -13,7 +13,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Gateway, eventually};
-use sluice_e2e::http::{Service, httpbin, json_server, policy_file, problem, target_args};
+use sluice_e2e::http::{
+    Service, broken_upstreams, httpbin, json_server, policy_file, problem, target_args,
+};
 
 const UPSTREAM_SECRET: &str = "upstream-key-7f3a9c2e51";
 const BASIC: &str = "apiuser:basic-pw-93ab1c";
@@ -412,23 +414,7 @@ async fn json_server_reads_are_masked_writes_wait_for_approval_and_deletes_are_d
 #[tokio::test]
 async fn refusals_are_problems_and_broken_upstreams_fail_cleanly() {
     // An upstream that accepts and never answers, and one that resets.
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let reset = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_url = format!("http://{}", hang.local_addr().unwrap());
-    let reset_url = format!("http://{}", reset.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hang.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    std::thread::spawn(move || {
-        for c in reset.incoming().flatten() {
-            let s = socket2::SockRef::from(&c);
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(c);
-        }
-    });
+    let (hang_url, reset_url) = broken_upstreams().unwrap();
     let f = fixture(&[
         "--target",
         &format!("hang={hang_url}"),

@@ -16,7 +16,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Api, Gateway, eventually};
-use sluice_e2e::http::{Service, httpbin, json_server, policy_file, problem, target_args};
+use sluice_e2e::http::{
+    Service, broken_upstreams, httpbin, json_server, policy_file, problem, target_args,
+};
 
 const UPSTREAM_SECRET: &str = "upstream-key-5d1e8b3a07";
 
@@ -306,17 +308,7 @@ async fn a_held_request_whose_token_is_revoked_is_never_sent() {
     let asked = pending(&api, &[]).await;
     let id = asked["id"].as_str().unwrap().to_owned();
     let s = session_of(&api, &token_id).await;
-    let resp = n
-        .http
-        .delete(format!(
-            "{}/api/v1/service-accounts/held-worker/tokens/{token_id}",
-            n.gw.ready().api_url
-        ))
-        .bearer_auth(&n.gw.ready().admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    revoke(&n, "held-worker", &token_id).await;
     ended(&api, s["id"].as_str().unwrap(), Duration::from_secs(15)).await;
     // Whatever an approver does now, the request is not forwarded: it was
     // refused and withdrawn when its session ended.
@@ -433,6 +425,21 @@ async fn issue(api: &Api, account: &str, ttl: u64) -> (String, String) {
     )
 }
 
+/// Revokes a token of `account` through the REST API.
+async fn revoke(n: &Node, account: &str, token_id: &str) {
+    let resp = n
+        .http
+        .delete(format!(
+            "{}/api/v1/service-accounts/{account}/tokens/{token_id}",
+            n.gw.ready().api_url
+        ))
+        .bearer_auth(&n.gw.ready().admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+}
+
 /// The HTTP session opened by the token `token_id`.
 async fn session_of(api: &Api, token_id: &str) -> Value {
     eventually(Duration::from_secs(20), || async {
@@ -471,17 +478,7 @@ async fn revoking_the_token_cuts_off_its_requests_in_flight() {
     assert_eq!(drip.status(), 200);
     let streaming = tokio::spawn(drip.bytes());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let resp = n
-        .http
-        .delete(format!(
-            "{}/api/v1/service-accounts/http-inflight/tokens/{token_id}",
-            n.gw.ready().api_url
-        ))
-        .bearer_auth(&n.gw.ready().admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    revoke(&n, "http-inflight", &token_id).await;
 
     let (status, headers, body) = waiting.await.unwrap();
     let p = assert_problem(status, &headers, &body, 401);
@@ -508,17 +505,7 @@ async fn revoking_or_expiring_the_token_ends_its_http_session() {
     assert_eq!(n.call(&token, "GET", "bin", "/get").await, 200);
     let s = session_of(&api, &token_id).await;
     let id = s["id"].as_str().unwrap().to_owned();
-    let resp = n
-        .http
-        .delete(format!(
-            "{}/api/v1/service-accounts/http-worker/tokens/{token_id}",
-            n.gw.ready().api_url
-        ))
-        .bearer_auth(&n.gw.ready().admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    revoke(&n, "http-worker", &token_id).await;
     let s = ended(&api, &id, Duration::from_secs(15)).await;
     let reason = s["end_reason"].as_str().unwrap();
     assert!(
@@ -551,23 +538,7 @@ async fn revoking_or_expiring_the_token_ends_its_http_session() {
 
 #[tokio::test]
 async fn a_hanging_or_resetting_upstream_costs_only_its_own_requests() {
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let reset = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_url = format!("http://{}", hang.local_addr().unwrap());
-    let reset_url = format!("http://{}", reset.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hang.incoming().flatten() {
-            held.push(c);
-        }
-    });
-    std::thread::spawn(move || {
-        for c in reset.incoming().flatten() {
-            let s = socket2::SockRef::from(&c);
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(c);
-        }
-    });
+    let (hang_url, reset_url) = broken_upstreams().unwrap();
     let timeout = 5;
     let mut extra = vec!["--http-upstream-timeout".to_owned(), format!("{timeout}s")];
     extra.extend(["--target".to_owned(), format!("hang={hang_url}")]);
