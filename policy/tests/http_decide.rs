@@ -353,6 +353,13 @@ fn policies_combine_most_restrictive_and_sql_only_policies_decide_nothing_for_ht
             .reason
             .contains("no policy gives agent HTTP access")
     );
+    assert!(d.uncovered);
+    // A refused path or a policy's own refusal is no lack of cover.
+    assert!(!decide(&set(&[sql_only]), &req("GET", "/v1/%2e%2e/admin")).uncovered);
+    let deny_all = "name: closed\nhttp:\n  default: deny\n";
+    let d = decide(&set(&[deny_all]), &req("GET", "/v1"));
+    assert_eq!(d.decision.verdict, Verdict::Deny);
+    assert!(!d.uncovered);
     // An http-only policy decides nothing for SQL.
     let http_only = "name: web\nhttp:\n  default: allow\n";
     let both = set(&[sql_only, http_only]);

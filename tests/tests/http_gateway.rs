@@ -420,6 +420,8 @@ async fn refusals_are_problems_and_broken_upstreams_fail_cleanly() {
         &format!("hang={hang_url}"),
         "--target",
         &format!("reset={reset_url}"),
+        "--target",
+        &format!("ungoverned={hang_url}"),
         "--http-upstream-timeout",
         "2s",
         "--http-max-body",
@@ -457,6 +459,15 @@ async fn refusals_are_problems_and_broken_upstreams_fail_cleanly() {
     // Unknown targets: 404, naming nothing else.
     let (status, _, _) = f.call("GET", "nope", "/x", None).await;
     assert_eq!(status, 404);
+
+    // A target no policy's http: section covers: nothing is served there.
+    let (status, body, _) = f.call("GET", "ungoverned", "/x", None).await;
+    assert_eq!(status, 503, "{body}");
+    let p = problem(&body);
+    assert!(
+        p["detail"].as_str().unwrap().contains("no policy decides"),
+        "{p}"
+    );
 
     // Oversized headers and bodies.
     let resp = f

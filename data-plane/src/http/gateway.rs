@@ -365,13 +365,9 @@ fn decide(
         body: Some(body),
     };
     let http = policies.decide_http(&subject, &req);
-    // A request refused before any policy was consulted (bad method or
-    // path) carries no path; one no policy covers carries its path but no
-    // deciding policy: that target is not governed, so nothing is served.
-    if http.decision.policy.is_none()
-        && http.path.is_some()
-        && http.decision.verdict != Verdict::Allow
-    {
+    // No policy governs HTTP on this target for this subject: nothing is
+    // served there (a policy's refusal is a 403 instead).
+    if http.uncovered {
         return Err(GatewayError::Unavailable(format!(
             "no policy decides HTTP requests to target \"{}\"; every request is refused",
             ctx.target

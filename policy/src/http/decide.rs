@@ -195,6 +195,7 @@ fn refuse(reason: String, method: &str) -> HttpDecision {
         approval: None,
         response: ResponsePlan::closed(),
         query_audit: QueryAudit::Redact,
+        uncovered: false,
     }
 }
 
@@ -286,6 +287,7 @@ impl PolicySet {
         let Some((p, o)) = worst else {
             return HttpDecision {
                 path: Some(checked.path.encoded),
+                uncovered: true,
                 ..refuse(
                     format!(
                         "no policy gives {} HTTP access to target \"{}\"",
@@ -345,6 +347,7 @@ impl PolicySet {
             approval,
             response,
             query_audit,
+            uncovered: false,
         }
     }
 }

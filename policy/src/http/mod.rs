@@ -64,6 +64,10 @@ pub struct HttpDecision {
     pub response: ResponsePlan,
     /// What the audit record keeps of the query string.
     pub query_audit: QueryAudit,
+    /// No policy with an `http:` section applies to this subject and
+    /// target: the target is not governed, so the gateway serves nothing
+    /// there (a refusal by a policy is a different answer).
+    pub uncovered: bool,
 }
 
 impl HttpDecision {
