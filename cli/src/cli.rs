@@ -125,6 +125,10 @@ pub struct DevArgs {
     /// or after the statement in flight.
     #[arg(long, value_enum, default_value = "end")]
     pub on_token_expiry: ExpiryArg,
+    /// How long a target's catalog (views over masked tables) is used before
+    /// it is read again.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub catalog_ttl: std::time::Duration,
     /// How long a peer may stall in the middle of a message (for tests).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
     pub message_timeout: std::time::Duration,

@@ -187,6 +187,7 @@ async fn run_with(
         on_token_expiry: args.on_token_expiry.into(),
         token_expiry_grace: Duration::from_secs(60),
         strict_audit_wait: Duration::from_secs(5),
+        catalog_ttl: args.catalog_ttl,
         http_gateway_listen: Some(args.http_gateway_listen),
         http_gateway: sluice_data_plane::http::HttpLimits {
             upstream_timeout: args.http_upstream_timeout,

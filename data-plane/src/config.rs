@@ -77,6 +77,12 @@ pub struct DataPlaneConfig {
     /// the statement unsent.
     #[serde(default = "default_strict_audit_wait", with = "humantime_serde")]
     pub strict_audit_wait: Duration,
+    /// How long a target's catalog (the views over masked tables and the
+    /// identities of their columns) is used before it is read again; a
+    /// schema change through the gateway has it read again at once. Views
+    /// made outside the gateway are masked as their queries say once it has.
+    #[serde(default = "default_catalog_ttl", with = "humantime_serde")]
+    pub catalog_ttl: Duration,
     /// The HTTP gateway for `http` targets (`/http/{target}/{path}`); off
     /// unless an address is given. It serves TLS when the node has a
     /// certificate, plaintext (HTTP/1.1 and h2c) only with
@@ -97,6 +103,10 @@ pub struct DataPlaneConfig {
 
 fn default_strict_audit_wait() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_catalog_ttl() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_drain_grace() -> Duration {

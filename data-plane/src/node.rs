@@ -203,6 +203,14 @@ impl BoundNode {
             sessions,
             credentials: self.credentials,
             approvals,
+            catalogs: crate::pg::catalogs::Catalogs::new(
+                UpstreamLimits {
+                    connect_timeout: c.upstream_connect_timeout,
+                    max_message: c.max_server_message_bytes,
+                    stall: c.message_timeout,
+                },
+                c.catalog_ttl,
+            ),
             shutdown: shutdown.clone(),
         });
         tracing::info!(pg = %c.pg_listen, node = %c.node_name, "data plane serving");

@@ -45,10 +45,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| set.decide(&subject, std::hint::black_box(JOIN)))
     });
     let mut cache = DecisionCache::new(1024);
-    cache.get_or_insert(1, PGBENCH_S, || set.decide(&subject, PGBENCH_S));
+    cache.get_or_insert((1, 0), PGBENCH_S, || set.decide(&subject, PGBENCH_S));
     c.bench_function("decide pgbench -S (cached)", |b| {
         b.iter(|| {
-            cache.get_or_insert(1, std::hint::black_box(PGBENCH_S), || {
+            cache.get_or_insert((1, 0), std::hint::black_box(PGBENCH_S), || {
                 unreachable!("cached")
             })
         })

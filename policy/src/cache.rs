@@ -16,7 +16,7 @@ pub struct DecisionCache {
     exact: HashMap<Box<str>, Arc<Decision>>,
     shapes: HashMap<Box<str>, Arc<Decision>>,
     capacity: usize,
-    version: u64,
+    version: (u64, u64),
 }
 
 impl DecisionCache {
@@ -26,15 +26,16 @@ impl DecisionCache {
             exact: HashMap::new(),
             shapes: HashMap::new(),
             capacity: capacity.max(1),
-            version: 0,
+            version: (0, 0),
         }
     }
 
-    /// The decision for `text` under policy `version`, computing it with
-    /// `decide` on a miss.
+    /// The decision for `text` under `version` (the policy snapshot's, and
+    /// the generation of the target catalog it was decided with), computing
+    /// it with `decide` on a miss.
     pub fn get_or_insert(
         &mut self,
-        version: u64,
+        version: (u64, u64),
         text: &str,
         decide: impl FnOnce() -> Decision,
     ) -> Arc<Decision> {
@@ -102,26 +103,31 @@ mod tests {
     fn hits_skip_the_decision_and_versions_invalidate() {
         let mut c = DecisionCache::new(10);
         assert_eq!(
-            c.get_or_insert(1, "SELECT 1", || d("first")).reason,
+            c.get_or_insert((1, 0), "SELECT 1", || d("first")).reason,
             "first"
         );
         assert_eq!(
-            c.get_or_insert(1, "SELECT 1", || d("second")).reason,
+            c.get_or_insert((1, 0), "SELECT 1", || d("second")).reason,
             "first"
         );
         assert_eq!(
-            c.get_or_insert(2, "SELECT 1", || d("third")).reason,
+            c.get_or_insert((2, 0), "SELECT 1", || d("third")).reason,
             "third",
             "a new policy version decides anew"
+        );
+        assert_eq!(
+            c.get_or_insert((2, 5), "SELECT 1", || d("fourth")).reason,
+            "fourth",
+            "a catalog read again decides anew"
         );
     }
 
     #[test]
     fn literal_free_decisions_are_shared_by_shape_and_others_are_not() {
         let mut c = DecisionCache::new(10);
-        c.get_or_insert(1, "SELECT a FROM t WHERE id = 1", || d("by shape"));
+        c.get_or_insert((1, 0), "SELECT a FROM t WHERE id = 1", || d("by shape"));
         assert_eq!(
-            c.get_or_insert(1, "SELECT a FROM t WHERE id = 2", || d("again"))
+            c.get_or_insert((1, 0), "SELECT a FROM t WHERE id = 2", || d("again"))
                 .reason,
             "by shape"
         );
@@ -129,10 +135,12 @@ mod tests {
             same_for_any_literals: false,
             ..d("exact only")
         };
-        c.get_or_insert(1, "SET client_encoding = 'UTF8'", sensitive);
+        c.get_or_insert((1, 0), "SET client_encoding = 'UTF8'", sensitive);
         assert_eq!(
-            c.get_or_insert(1, "SET client_encoding = 'LATIN1'", || d("decided anew"))
-                .reason,
+            c.get_or_insert((1, 0), "SET client_encoding = 'LATIN1'", || d(
+                "decided anew"
+            ))
+            .reason,
             "decided anew",
             "a setting's value matters"
         );
@@ -142,7 +150,7 @@ mod tests {
     fn the_cache_stays_bounded() {
         let mut c = DecisionCache::new(3);
         for i in 0..10 {
-            c.get_or_insert(1, &format!("SELECT {i}"), || d("x"));
+            c.get_or_insert((1, 0), &format!("SELECT {i}"), || d("x"));
             assert!(c.len() <= 3);
         }
     }

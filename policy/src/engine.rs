@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::classify::{self, Action, Filter, Kind, Statement};
 use crate::compile::{Functions, Policy, Rule, normalize_value};
 use crate::decision::{Decision, Delivery, Subject, Verdict};
-use crate::mask::{MaskHandle, MaskPlan, MaskSet, lineage};
+use crate::mask::{Catalog, MaskHandle, MaskPlan, MaskSet, lineage};
 use crate::model::{MultiStatement, SampleLimit, SettingsCondition, WhereCondition};
 
 /// One statement's decision under one policy.
@@ -348,9 +348,44 @@ impl PolicySet {
         self.check(subject, text).decision
     }
 
+    /// Decides `text` for `subject` on a target whose catalog (views over
+    /// masked tables, column identities) has been read.
+    pub fn decide_in(
+        &self,
+        subject: &Subject<'_>,
+        text: &str,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Decision {
+        self.check_in(subject, text, catalog).decision
+    }
+
+    /// The tables that any policy governing `target` masks columns of: what
+    /// the node reads the target's catalog for.
+    pub fn masked_tables(&self, target: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .policies()
+            .filter(|p| p.targets.is_match(target))
+            .filter_map(|p| p.masking.as_deref())
+            .flat_map(|m| m.tables().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Decides `text` for `subject` and returns the classification too. Every
     /// policy that applies must allow; the most restrictive answer wins.
     pub fn check(&self, subject: &Subject<'_>, text: &str) -> Check {
+        self.check_in(subject, text, None)
+    }
+
+    /// [`Self::check`] on a target whose catalog has been read.
+    pub fn check_in(
+        &self,
+        subject: &Subject<'_>,
+        text: &str,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Check {
         let applicable: Vec<&Policy> = self
             .policies()
             .filter(|p| p.decides_sql() && p.applies(subject))
@@ -426,7 +461,7 @@ impl PolicySet {
             decision.reason = o.reason;
         }
         if decision.verdict != Verdict::Deny {
-            mask_decision(&mut decision, &applicable, &parsed);
+            mask_decision(&mut decision, &applicable, &parsed, catalog);
         }
         Check {
             decision,
@@ -446,12 +481,14 @@ fn mask_decision(
     decision: &mut Decision,
     applicable: &[&Policy],
     parsed: &[sqlparser::ast::Statement],
+    catalog: Option<&Arc<Catalog>>,
 ) {
     let set = MaskSet {
         policies: applicable
             .iter()
             .filter_map(|p| p.masking.clone().map(|m| (p.name().to_owned(), m)))
             .collect(),
+        catalog: catalog.cloned(),
     };
     if set.is_empty() {
         return;

@@ -2,6 +2,7 @@
 //! handshake), the upstream side (connecting to targets with the gateway's
 //! own credentials), the codec both share, and the relay between them.
 
+pub mod catalogs;
 pub mod client;
 pub mod codec;
 pub mod error;

@@ -135,6 +135,11 @@ impl Masking {
             .copied()
     }
 
+    /// The tables with masked columns, as `(schema, table)`.
+    pub fn tables(&self) -> impl Iterator<Item = &(String, String)> {
+        self.tables.iter()
+    }
+
     /// The masked columns of a table, with their rules.
     pub fn masked_columns(&self, schema: &str, table: &str) -> Vec<(String, usize)> {
         if !self.tables.contains(&(schema.to_owned(), table.to_owned())) {

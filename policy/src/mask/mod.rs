@@ -8,8 +8,11 @@
 //! - [`rules`]: what a masked value becomes;
 //! - [`detect`]: the multi-pattern detectors;
 //! - [`lineage`]: which output columns derive from masked columns, and which
-//!   statements would use a masked value as an oracle.
+//!   statements would use a masked value as an oracle;
+//! - [`catalog`]: the views and column identities of a target that lineage
+//!   and RowDescription resolution need.
 
+pub mod catalog;
 pub mod compile;
 pub mod detect;
 pub mod lineage;
@@ -18,6 +21,7 @@ pub mod rules;
 
 use std::sync::Arc;
 
+pub use self::catalog::{Catalog, Origin, ViewDef};
 pub use self::compile::{MaskError, Masking};
 pub use self::lineage::{Lineage, MaskView, OutCol, RuleRef, Span, Taint};
 pub use self::rules::Mask;
@@ -27,6 +31,8 @@ pub use self::rules::Mask;
 pub struct MaskSet {
     /// `(policy name, masking)`, in policy order.
     pub policies: Vec<(String, Arc<Masking>)>,
+    /// The target's views and column identities, when read.
+    pub catalog: Option<Arc<Catalog>>,
 }
 
 impl MaskSet {
@@ -46,6 +52,39 @@ impl MaskSet {
     /// The audit name of a rule: `column:schema.table.column`.
     pub fn counter_name(&self, r: RuleRef) -> String {
         format!("column:{}", self.rule_name(r))
+    }
+
+    /// The taint of a described column by its identity (RowDescription's
+    /// table OID and attribute number), whatever the statement called it:
+    /// a masked table's column carries its rule, a view's column what the
+    /// view's query makes of it. A view the statement's lineage did not
+    /// read is taken as fully masked.
+    pub fn origin_taint(&self, lineage: &Lineage, table_oid: u32, attnum: i16) -> Taint {
+        let Some(origin) = self
+            .catalog
+            .as_deref()
+            .and_then(|c| c.origin(table_oid, attnum))
+        else {
+            return Taint::Clear;
+        };
+        match origin {
+            Origin::Column {
+                schema,
+                table,
+                column,
+            } => match self.rules_of(schema, table, column).as_slice() {
+                [] => Taint::Clear,
+                [r] => Taint::Column(*r),
+                _ => Taint::Derived,
+            },
+            Origin::View { oid, attnum } => lineage.views.get(oid).map_or(Taint::Derived, |t| {
+                usize::try_from(*attnum)
+                    .ok()
+                    .and_then(|a| a.checked_sub(1))
+                    .and_then(|a| t.get(a).copied())
+                    .unwrap_or(Taint::Derived)
+            }),
+        }
     }
 }
 
@@ -78,6 +117,10 @@ impl MaskView for MaskSet {
             .get(r.policy)
             .and_then(|(_, m)| m.rules.get(r.rule))
             .map_or_else(|| "?".to_owned(), |c| c.name.clone())
+    }
+
+    fn view(&self, schema: &str, name: &str) -> Option<&ViewDef> {
+        self.catalog.as_deref()?.view(schema, name)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::auth::AuthRefusal;
 use crate::control::audit::AuditSink;
 use crate::control::credentials::CredentialSource;
 use crate::control::snapshot::{NodeSnapshot, SnapshotCell};
+use crate::pg::catalogs::Catalogs;
 use crate::pg::codec::backend;
 use crate::pg::error::{ClientError, sqlstate};
 use crate::pg::relay::session::{Limits, OnExpiry};
@@ -43,6 +44,8 @@ pub struct Shared {
     pub credentials: CredentialSource,
     /// Where sessions ask the control plane for approvals.
     pub approvals: Arc<crate::control::approvals::Approvals>,
+    /// What masking knows of each target's schema.
+    pub catalogs: Arc<Catalogs>,
     /// Node shutdown.
     pub shutdown: Shutdown,
 }
@@ -110,7 +113,8 @@ async fn open_session(
         shared.audit.clone(),
         shared.snapshot.clone(),
     )
-    .with_approvals(shared.approvals.clone());
+    .with_approvals(shared.approvals.clone())
+    .with_catalogs(shared.catalogs.clone());
     span.record("session_id", ctx.session_id.as_str());
     let unavailable = || {
         ClientError::fatal(
@@ -133,6 +137,24 @@ async fn open_session(
             tracing::warn!(error = %e, "cannot reach target");
             unavailable()
         })?;
+    if let Ok(policies) = &snapshot.policies {
+        let tables = policies.masked_tables(&hello.database);
+        shared
+            .catalogs
+            .prepare(&hello.database, tables, &login)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot read the target's catalog for masking");
+                ClientError::fatal(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!(
+                        "target \"{}\" is unavailable: the gateway could not read the views and columns it needs to mask results",
+                        hello.database
+                    ),
+                )
+                .with_hint("try again later or ask an administrator")
+            })?;
+    }
     drop(login);
     // The gateway splits statements as the server does only if backslashes
     // in ordinary strings are ordinary characters. A target configured

@@ -3,7 +3,9 @@
 //! module applies it to each message as it passes, one at a time, never
 //! holding more than the message at hand:
 //!
-//! - RowDescription fixes, per column, what happens to its values;
+//! - RowDescription fixes, per column, what happens to its values (from the
+//!   statement's lineage, and from the table and attribute the server names
+//!   for the column, resolved through the target's catalog);
 //! - each DataRow is rewritten value by value (text format, or binary for
 //!   types that carry text; any other binary value that must be masked
 //!   becomes NULL);
@@ -154,6 +156,13 @@ impl ExecMask {
             .zip(taints)
             .enumerate()
             .map(|(i, (f, t))| {
+                // The server names each plain column's table and attribute:
+                // a masked column stays masked whatever the statement
+                // called it.
+                let t = match self.lineage() {
+                    Some(l) => t.union(self.plan.set.origin_taint(l, f.table_oid, f.column)),
+                    None => t,
+                };
                 let format = if formats.is_empty() {
                     f.format
                 } else {

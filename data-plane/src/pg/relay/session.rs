@@ -14,6 +14,7 @@ use super::tracker::Exec;
 use crate::control::approvals::{Approvals, Unavailable, statement_hash};
 use crate::control::audit::{AuditFull, AuditSink, NotDurable};
 use crate::control::snapshot::SnapshotCell;
+use crate::pg::catalogs::{Catalogs, Tables};
 use crate::pg::codec::backend::ErrorFields;
 use crate::pg::codec::frame::Frame;
 use crate::pg::error::{ClientError, sqlstate};
@@ -73,7 +74,13 @@ pub struct SessionCtx {
     bytes_to_client: AtomicU64,
     bytes_from_client: AtomicU64,
     approvals: Option<Arc<Approvals>>,
+    catalogs: Option<Arc<Catalogs>>,
+    /// The tables the target's policies mask, for the snapshot version.
+    masked_tables: Mutex<(u64, Tables)>,
 }
+
+/// Statement kinds after which the target's schema may differ.
+const SCHEMA_CHANGING: [&str; 6] = ["create", "alter", "drop", "do", "call", "other"];
 
 impl SessionCtx {
     /// The control plane's approval channel, when the session has one.
@@ -238,8 +245,29 @@ impl SessionCtx {
             bytes_to_client: AtomicU64::new(0),
             bytes_from_client: AtomicU64::new(0),
             approvals: None,
+            catalogs: None,
+            masked_tables: Mutex::new((u64::MAX, Arc::from([]))),
             cancel_held: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Lets decisions see the target's catalog (views over masked tables,
+    /// column identities); without it, masking goes by the statement alone.
+    #[must_use]
+    pub fn with_catalogs(mut self, catalogs: Arc<Catalogs>) -> Self {
+        self.catalogs = Some(catalogs);
+        self
+    }
+
+    /// The tables the target's policies mask under `snapshot`'s version.
+    fn masked_tables(&self, version: u64, policies: &sluice_policy::PolicySet) -> Tables {
+        let Ok(mut held) = self.masked_tables.lock() else {
+            return policies.masked_tables(&self.target).into();
+        };
+        if held.0 != version {
+            *held = (version, policies.masked_tables(&self.target).into());
+        }
+        held.1.clone()
     }
 
     /// Lets the session ask the control plane for approvals; without it,
@@ -503,11 +531,24 @@ impl SessionCtx {
             groups: &self.identity.groups,
             target: &self.target,
         };
-        let decision = match self.cache.lock() {
-            Ok(mut cache) => {
-                cache.get_or_insert(snapshot.version, text, || policies.decide(&subject, text))
+        let catalog = match &self.catalogs {
+            Some(c) => {
+                let tables = self.masked_tables(snapshot.version, policies);
+                match c.current(&self.target, &tables) {
+                    Ok(c) => c,
+                    Err(e) => return Arc::new(refusal(&e.to_string())),
+                }
             }
-            Err(_) => Arc::new(policies.decide(&subject, text)),
+            None => None,
+        };
+        let version = (
+            snapshot.version,
+            catalog.as_ref().map_or(0, |c| c.generation),
+        );
+        let decide = || policies.decide_in(&subject, text, catalog.as_ref());
+        let decision = match self.cache.lock() {
+            Ok(mut cache) => cache.get_or_insert(version, text, decide),
+            Err(_) => Arc::new(decide()),
         };
         if decision.verdict == Verdict::Allow
             && decision.delivery == Delivery::Strict
@@ -538,6 +579,15 @@ impl SessionCtx {
         } else {
             0
         };
+        if ran
+            && exec.sqlstate.is_empty()
+            && d.kinds
+                .iter()
+                .any(|k| SCHEMA_CHANGING.contains(&k.as_str()))
+            && let Some(c) = &self.catalogs
+        {
+            c.invalidate(&self.target);
+        }
         let command_tag = if exec.skipped {
             "(not executed: an earlier message failed)".to_owned()
         } else {

@@ -268,13 +268,13 @@ fn password_message(pw: &[u8]) -> Frame {
     Frame::new(b'p', &body)
 }
 
-async fn next(reader: &mut FrameReader<MaybeTls>) -> Result<Frame, UpstreamError> {
+pub(crate) async fn next(reader: &mut FrameReader<MaybeTls>) -> Result<Frame, UpstreamError> {
     reader.next().await?.ok_or_else(|| {
         UpstreamError::Protocol("target closed the connection during startup".into())
     })
 }
 
-fn server_error(f: &Frame) -> UpstreamError {
+pub(crate) fn server_error(f: &Frame) -> UpstreamError {
     let field = |t| {
         String::from_utf8_lossy(backend::error_field(f.body(), t).unwrap_or_default()).into_owned()
     };

@@ -13,20 +13,34 @@
 //!   DISTINCT, a window, a FILTER, LIMIT, or a de-duplicating set operation
 //!   denies the statement;
 //! - `*` keeps column names, so a star over a table is resolved by name when
-//!   the server describes the result ([`OutCol::Span`]).
+//!   the server describes the result ([`OutCol::Span`]);
+//! - a view that reads a masked table is analysed as the query it stands for
+//!   (its definition comes from the target's catalog), so its columns are
+//!   masked, and its own filters on masked columns are oracles, as if the
+//!   statement had spelt the query out;
+//! - a statement that writes a masked value anywhere (INSERT ... SELECT,
+//!   UPDATE ... SET, CREATE TABLE/VIEW ... AS, SELECT INTO, MERGE) is denied:
+//!   the copy would not be masked; so is renaming a masked table or column,
+//!   or altering a view over one, which would move values out from under
+//!   the rules that name them.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use sqlparser::ast::{
     Distinct, Expr, FromTable, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
     FunctionArguments, GroupByExpr, Join, JoinConstraint, JoinOperator, ObjectName, OrderBy,
     OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
     SetQuantifier, Statement, TableAlias, TableFactor, TableObject, TableWithJoins, Value, Visit,
-    Visitor, WindowType,
+    Visitor, WindowType, visit_relations,
 };
 
+use super::catalog::ViewDef;
 use crate::classify::names;
+
+/// How deep views over views are followed; deeper nesting is denied.
+const MAX_VIEW_DEPTH: usize = 16;
 
 /// A masked column's rule: which policy, which rule in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,6 +136,9 @@ pub struct Lineage {
     /// The statement refers to a masked column somewhere (its errors may
     /// quote masked values, so they are scrubbed harder).
     pub touches_masked: bool,
+    /// The views read, by OID: the taint of each column in `attnum` order,
+    /// for RowDescription fields that name a view column.
+    pub views: BTreeMap<u32, Arc<[Taint]>>,
 }
 
 /// The masking rules lineage resolves against.
@@ -132,6 +149,11 @@ pub trait MaskView {
     fn masked_columns(&self, schema: &str, table: &str) -> Vec<(String, RuleRef)>;
     /// The name of a rule, for messages.
     fn rule_name(&self, r: RuleRef) -> String;
+    /// The definition of `schema.name` when it is a view that reads a
+    /// masked table.
+    fn view(&self, _schema: &str, _name: &str) -> Option<&ViewDef> {
+        None
+    }
 }
 
 /// The lineage of `stmt`, or why it is denied.
@@ -141,6 +163,8 @@ pub fn lineage(stmt: &Statement, view: &dyn MaskView) -> Result<Lineage, String>
         deny: None,
         touches: false,
         ctes: Vec::new(),
+        in_views: Vec::new(),
+        views: BTreeMap::new(),
     };
     let columns = a.statement(stmt);
     match a.deny {
@@ -148,6 +172,7 @@ pub fn lineage(stmt: &Statement, view: &dyn MaskView) -> Result<Lineage, String>
         None => Ok(Lineage {
             columns,
             touches_masked: a.touches,
+            views: a.views,
         }),
     }
 }
@@ -280,6 +305,33 @@ struct Analyzer<'v> {
     touches: bool,
     /// CTEs in scope, innermost last.
     ctes: Vec<Source>,
+    /// The views being expanded, innermost last (`schema.name`).
+    in_views: Vec<String>,
+    /// The views read, by OID.
+    views: BTreeMap<u32, Arc<[Taint]>>,
+}
+
+/// `(schema, table)` of a relation name; unqualified names are `public`.
+fn qualified(name: &ObjectName) -> (String, String) {
+    split(&names::parts(name).unwrap_or_default())
+}
+
+fn split(parts: &[String]) -> (String, String) {
+    match parts {
+        [t] => ("public".to_owned(), t.clone()),
+        [.., s, t] => (s.clone(), t.clone()),
+        [] => (String::new(), String::new()),
+    }
+}
+
+/// A relation of unknown columns, every one of them `t`.
+fn opaque_named(name: String, t: Taint) -> Source {
+    Source {
+        name,
+        ordered: None,
+        by_name: BTreeMap::new(),
+        fallback: t,
+    }
 }
 
 fn is_number(e: &Expr) -> Option<usize> {
@@ -297,13 +349,55 @@ impl Analyzer<'_> {
         if self.deny.is_some() {
             return;
         }
-        let what = match t {
-            Taint::Column(r) => format!("the masked column {}", self.view.rule_name(r)),
-            _ => "a value computed from a masked column".to_owned(),
+        let what = self.what(t);
+        let who = match self.in_views.last() {
+            Some(v) => format!("the view {v}"),
+            None => "the statement".to_owned(),
         };
         self.deny = Some(format!(
-            "the statement uses {what} in {clause}; filtering, joining, grouping or ordering on a masked value would reveal it, so the statement is denied"
+            "{who} uses {what} in {clause}; filtering, joining, grouping or ordering on a masked value would reveal it, so the statement is denied"
         ));
+    }
+
+    fn what(&self, t: Taint) -> String {
+        match t {
+            Taint::Column(r) => format!("the masked column {}", self.view.rule_name(r)),
+            _ => "a value computed from a masked column".to_owned(),
+        }
+    }
+
+    /// Denies a statement that stores a masked value: the stored copy would
+    /// not be masked when read back.
+    fn refuse_write(&mut self, how: &str, t: Taint) {
+        if t.is_tainted() {
+            let what = self.what(t);
+            self.refuse_other(format!(
+                "the statement writes {what} with {how}; the copy would not be masked, so the statement is denied while masking applies"
+            ));
+        }
+    }
+
+    /// Whether `name` is a table with masked columns or a view over one.
+    fn is_masked_relation(&self, name: &ObjectName) -> bool {
+        let (schema, table) = qualified(name);
+        !self.view.masked_columns(&schema, &table).is_empty()
+            || self.view.view(&schema, &table).is_some()
+    }
+
+    /// Denies `how` when it names a masked table or a view over one.
+    fn refuse_on_masked(&mut self, stmt: &Statement, how: &str) {
+        let hit = visit_relations(stmt, |n| {
+            if self.is_masked_relation(n) {
+                ControlFlow::Break(qualified(n))
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if let ControlFlow::Break((schema, table)) = hit {
+            self.refuse_other(format!(
+                "{how} on {schema}.{table}, which holds masked columns, is denied while masking applies: it would move values out from under the masking rules"
+            ));
+        }
     }
 
     fn refuse_other(&mut self, why: String) {
@@ -317,7 +411,9 @@ impl Analyzer<'_> {
             Statement::Query(q) => self.query(q, None).into_iter().map(|i| i.col).collect(),
             Statement::Insert(i) => {
                 if let Some(src) = &i.source {
-                    self.query(src, None);
+                    let items = self.query(src, None);
+                    let t = items.iter().fold(Taint::Clear, |a, i| a.union(i.col.all()));
+                    self.refuse_write("INSERT", t);
                 }
                 let mut scope = Scope {
                     sources: Vec::new(),
@@ -349,7 +445,8 @@ impl Analyzer<'_> {
                     self.predicate(w, &scope, "WHERE");
                 }
                 for a in &u.assignments {
-                    self.expr(&a.value, &scope);
+                    let t = self.expr(&a.value, &scope);
+                    self.refuse_write("UPDATE ... SET", t);
                 }
                 match &u.returning {
                     Some(items) => self.projection(items, &scope),
@@ -375,6 +472,43 @@ impl Analyzer<'_> {
                     Some(items) => self.projection(items, &scope),
                     None => Vec::new(),
                 }
+            }
+            Statement::CreateView(v) => {
+                let items = self.query(&v.query, None);
+                let t = items.iter().fold(Taint::Clear, |a, i| a.union(i.col.all()));
+                self.refuse_write("CREATE VIEW ... AS", t);
+                if v.or_replace {
+                    self.refuse_on_masked(stmt, "CREATE OR REPLACE VIEW");
+                }
+                Vec::new()
+            }
+            Statement::CreateTable(c) => {
+                if let Some(q) = &c.query {
+                    let items = self.query(q, None);
+                    let t = items.iter().fold(Taint::Clear, |a, i| a.union(i.col.all()));
+                    self.refuse_write("CREATE TABLE ... AS", t);
+                }
+                Vec::new()
+            }
+            Statement::Merge(_) => {
+                self.refuse_on_masked(stmt, "MERGE");
+                Vec::new()
+            }
+            Statement::AlterTable(a)
+                if a.operations.iter().any(|op| {
+                    matches!(
+                        op,
+                        sqlparser::ast::AlterTableOperation::RenameColumn { .. }
+                            | sqlparser::ast::AlterTableOperation::RenameTable { .. }
+                    )
+                }) =>
+            {
+                self.refuse_on_masked(stmt, "renaming");
+                Vec::new()
+            }
+            Statement::AlterView { .. } => {
+                self.refuse_on_masked(stmt, "ALTER VIEW");
+                Vec::new()
             }
             Statement::Explain { statement, .. } => {
                 self.statement(statement);
@@ -597,6 +731,10 @@ impl Analyzer<'_> {
         };
         self.from(&s.from, &mut scope);
         let items = self.projection_items(&s.projection, &scope);
+        if s.into.is_some() {
+            let t = items.iter().fold(Taint::Clear, |a, i| a.union(i.col.all()));
+            self.refuse_write("SELECT INTO", t);
+        }
         for (clause, e) in [
             ("WHERE", s.selection.as_ref()),
             ("PREWHERE", s.prewhere.as_ref()),
@@ -750,11 +888,11 @@ impl Analyzer<'_> {
             s.name = alias.unwrap_or_else(|| parts[0].clone());
             return s;
         }
-        let (schema, table) = match parts.as_slice() {
-            [t] => ("public".to_owned(), t.clone()),
-            [.., s, t] => (s.clone(), t.clone()),
-            [] => (String::new(), String::new()),
-        };
+        let (schema, table) = split(&parts);
+        let view = self.view;
+        if let Some(def) = view.view(&schema, &table) {
+            return self.expand_view(def, &schema, &table, alias, cols);
+        }
         let masked = self.view.masked_columns(&schema, &table);
         let mut by_name = BTreeMap::new();
         for (c, r) in masked {
@@ -779,6 +917,46 @@ impl Analyzer<'_> {
             s.fallback = Taint::Derived;
         }
         s
+    }
+
+    /// A view over a masked table, read as the query it stands for. Its
+    /// definition is analysed on its own (outer CTEs do not reach into it).
+    fn expand_view(
+        &mut self,
+        def: &ViewDef,
+        schema: &str,
+        table: &str,
+        alias: Option<String>,
+        cols: Option<&TableAlias>,
+    ) -> Source {
+        let full = format!("{schema}.{table}");
+        let name = alias.unwrap_or_else(|| table.to_owned());
+        let ViewDef::Query { oid, query } = def else {
+            self.refuse_other(format!(
+                "the view {full} reads a masked table and its definition could not be analysed, so statements reading it are denied while masking applies"
+            ));
+            return opaque_named(name, Taint::Derived);
+        };
+        if self.in_views.len() >= MAX_VIEW_DEPTH || self.in_views.contains(&full) {
+            self.refuse_other(format!(
+                "the view {full} nests views deeper than {MAX_VIEW_DEPTH} levels, so statements reading it are denied while masking applies"
+            ));
+            return opaque_named(name, Taint::Derived);
+        }
+        let ctes = std::mem::take(&mut self.ctes);
+        self.in_views.push(full);
+        let items = self.query(query, None);
+        self.in_views.pop();
+        self.ctes = ctes;
+        let taints: Arc<[Taint]> = items
+            .iter()
+            .map(|i| match i.col {
+                OutCol::One(t) => t,
+                OutCol::Span(_) => Taint::Derived,
+            })
+            .collect();
+        self.views.insert(*oid, taints);
+        Source::from_items(name, &items, cols)
     }
 
     fn factor(&mut self, f: &TableFactor, scope: &mut Scope<'_>) {
@@ -1077,12 +1255,7 @@ fn opaque(alias: Option<&TableAlias>, name: Option<&ObjectName>, t: Taint) -> So
         .map(|a| names::ident(&a.name))
         .or_else(|| name.and_then(|n| names::parts(n).and_then(|p| p.last().cloned())))
         .unwrap_or_default();
-    Source {
-        name: n,
-        ordered: None,
-        by_name: BTreeMap::new(),
-        fallback: t.transformed(),
-    }
+    opaque_named(n, t.transformed())
 }
 
 /// The name the server gives an output column without an alias.

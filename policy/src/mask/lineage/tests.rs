@@ -370,3 +370,232 @@ fn masked_decisions_are_not_shared_across_literals() {
     let d = set.decide(&subject, "SELECT abalance FROM accounts WHERE aid = 1");
     assert!(d.same_for_any_literals && d.masking.is_some());
 }
+
+/// [`Ref`] on a target whose catalog holds views over its masked tables.
+struct WithViews(crate::mask::Catalog);
+
+impl MaskView for WithViews {
+    fn rules_of(&self, schema: &str, table: &str, column: &str) -> Vec<RuleRef> {
+        Ref.rules_of(schema, table, column)
+    }
+
+    fn masked_columns(&self, schema: &str, table: &str) -> Vec<(String, RuleRef)> {
+        Ref.masked_columns(schema, table)
+    }
+
+    fn rule_name(&self, r: RuleRef) -> String {
+        Ref.rule_name(r)
+    }
+
+    fn view(&self, schema: &str, name: &str) -> Option<&ViewDef> {
+        self.0.view(schema, name)
+    }
+}
+
+fn views() -> WithViews {
+    use crate::mask::catalog::{Catalog, RelationRow};
+    let view = |oid, name: &str, def: &str| RelationRow {
+        oid,
+        schema: "public".into(),
+        name: name.into(),
+        definition: Some(def.into()),
+    };
+    let rows = vec![
+        view(
+            50,
+            "contacts",
+            " SELECT c.id, c.email, lower(c.ssn) AS s, c.name\n   FROM public.customers c;",
+        ),
+        view(
+            51,
+            "contacts2",
+            " SELECT contacts.email FROM public.contacts;",
+        ),
+        view(
+            52,
+            "has_ssn",
+            " SELECT customers.id FROM public.customers WHERE customers.ssn LIKE '1%';",
+        ),
+        view(53, "odd", "SELECT FROM WHERE ("),
+        view(54, "loop", " SELECT loop.id FROM public.loop;"),
+    ];
+    WithViews(Catalog::build(1, rows, Vec::new()).unwrap())
+}
+
+fn run_in(sql: &str, view: &dyn MaskView) -> Result<Lineage, String> {
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+    lineage(&stmts[0], view)
+}
+
+fn ones_in(sql: &str, view: &dyn MaskView) -> Vec<Taint> {
+    run_in(sql, view)
+        .unwrap()
+        .columns
+        .into_iter()
+        .map(|c| match c {
+            OutCol::One(t) => t,
+            OutCol::Span(s) => panic!("{sql}: span {s:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn views_over_masked_tables_read_as_their_query() {
+    let v = views();
+    assert_eq!(
+        ones_in("SELECT * FROM contacts", &v),
+        [C, rule("email"), D, C]
+    );
+    assert_eq!(
+        ones_in("SELECT x.email, x.name FROM public.contacts x", &v),
+        [rule("email"), C]
+    );
+    assert_eq!(ones_in("SELECT upper(name) FROM contacts", &v), [C]);
+    assert_eq!(ones_in("SELECT * FROM contacts2", &v), [rule("email")]);
+    let l = run_in("SELECT email FROM contacts2", &v).unwrap();
+    assert!(l.touches_masked);
+    // Both views read are kept for RowDescription fields that name them.
+    assert_eq!(l.views[&51].as_ref(), [rule("email")]);
+    assert_eq!(l.views[&50].as_ref(), [C, rule("email"), D, C]);
+    // A CTE of the same name shadows the view, as in the server.
+    assert_eq!(
+        ones_in(
+            "WITH contacts AS (SELECT 1 AS email) SELECT email FROM contacts",
+            &v
+        ),
+        [C]
+    );
+    // Without the catalog, the view is an unknown table.
+    assert_eq!(ones_in("SELECT email FROM contacts", &Ref), [C]);
+}
+
+#[test]
+fn views_that_steer_on_masked_values_or_cannot_be_read_are_denied() {
+    let v = views();
+    let e = run_in("SELECT id FROM has_ssn", &v).unwrap_err();
+    assert!(
+        e.contains("the view public.has_ssn uses the masked column public.customers.ssn in WHERE"),
+        "{e}"
+    );
+    let e = run_in("SELECT id FROM contacts WHERE email = 'a@b.c'", &v).unwrap_err();
+    assert!(e.starts_with("the statement uses the masked column"), "{e}");
+    let e = run_in("SELECT * FROM odd", &v).unwrap_err();
+    assert!(e.contains("could not be analysed"), "{e}");
+    let e = run_in("SELECT * FROM loop", &v).unwrap_err();
+    assert!(e.contains("nests views"), "{e}");
+}
+
+#[test]
+fn writing_masked_values_anywhere_is_denied() {
+    let v = views();
+    for sql in [
+        "INSERT INTO notes (body) SELECT ssn FROM customers",
+        "INSERT INTO notes SELECT * FROM customers",
+        "INSERT INTO notes (body) VALUES ((SELECT email FROM customers LIMIT 1))",
+        "INSERT INTO notes (body) SELECT email FROM contacts",
+        "UPDATE orders SET note = (SELECT lower(email) FROM customers LIMIT 1)",
+        "UPDATE customers SET name = ssn",
+        "CREATE TABLE copy AS SELECT * FROM customers",
+        "CREATE VIEW leak AS SELECT lower(email) FROM customers",
+        "CREATE VIEW leak AS SELECT * FROM contacts",
+        "SELECT ssn INTO copy FROM customers",
+    ] {
+        let e = run_in(sql, &v).expect_err(sql);
+        assert!(e.contains("the copy would not be masked"), "{sql}: {e}");
+    }
+    for sql in [
+        "ALTER TABLE customers RENAME TO c2",
+        "ALTER TABLE public.customers RENAME COLUMN ssn TO s",
+        "ALTER TABLE contacts RENAME TO c3",
+        "CREATE OR REPLACE VIEW contacts AS SELECT 1 AS id",
+        "MERGE INTO customers c USING staging s ON c.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name",
+    ] {
+        let e = run_in(sql, &v).expect_err(sql);
+        assert!(e.contains("which holds masked columns"), "{sql}: {e}");
+    }
+    for sql in [
+        "INSERT INTO orders (customer_id) SELECT id FROM customers",
+        "UPDATE customers SET name = upper(name) WHERE id = 1",
+        "CREATE TABLE ids AS SELECT id, name FROM customers",
+        "CREATE VIEW names AS SELECT id, name FROM contacts",
+        "ALTER TABLE orders RENAME TO orders_old",
+        "ALTER TABLE customers ADD COLUMN nickname text",
+        "MERGE INTO orders o USING staging s ON o.id = s.id WHEN MATCHED THEN DELETE",
+    ] {
+        run_in(sql, &v).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+/// RowDescription identities: a masked table's column keeps its rule, a
+/// view's column what the view makes of it, and a view the statement did
+/// not read is masked whole.
+#[test]
+fn described_columns_resolve_through_the_catalog() {
+    use crate::mask::catalog::{Catalog, ColumnRow, RelationRow};
+    let text = include_str!("../../../../examples/policies/reference.yaml");
+    let set = crate::PolicySet::new(vec![crate::Policy::from_yaml(text).unwrap()]);
+    assert!(
+        set.masked_tables("demo")
+            .contains(&("public".to_owned(), "customers".to_owned()))
+    );
+    let rel = |oid, name: &str, def: Option<&str>| RelationRow {
+        oid,
+        schema: "public".into(),
+        name: name.into(),
+        definition: def.map(str::to_owned),
+    };
+    let col = |relation, attnum, name: &str| ColumnRow {
+        relation,
+        attnum,
+        name: name.into(),
+    };
+    let catalog = Arc::new(
+        Catalog::build(
+            3,
+            vec![
+                rel(100, "customers", None),
+                rel(
+                    200,
+                    "contacts",
+                    Some("SELECT customers.id, customers.email FROM public.customers"),
+                ),
+                rel(
+                    300,
+                    "other",
+                    Some("SELECT customers.ssn FROM public.customers"),
+                ),
+            ],
+            vec![
+                col(100, 1, "id"),
+                col(100, 3, "email"),
+                col(200, 1, "id"),
+                col(200, 2, "email"),
+                col(300, 1, "ssn"),
+            ],
+        )
+        .unwrap(),
+    );
+    let groups = vec!["agents".to_owned()];
+    let subject = crate::Subject {
+        identity: "a",
+        groups: &groups,
+        target: "demo",
+    };
+    let d = set.decide_in(&subject, "SELECT * FROM contacts", Some(&catalog));
+    assert_eq!(d.verdict, crate::Verdict::Allow, "{}", d.reason);
+    let plan = &d.masking.as_ref().unwrap().0;
+    let l = &plan.statements[0];
+    assert_eq!(l.columns.len(), 2);
+    assert_eq!(plan.set.origin_taint(l, 200, 1), C);
+    assert!(matches!(plan.set.origin_taint(l, 200, 2), Taint::Column(_)));
+    assert!(matches!(plan.set.origin_taint(l, 100, 3), Taint::Column(_)));
+    assert_eq!(plan.set.origin_taint(l, 100, 1), C);
+    assert_eq!(plan.set.origin_taint(l, 300, 1), D);
+    assert_eq!(plan.set.origin_taint(l, 0, 1), C);
+    let d = set.decide_in(
+        &subject,
+        "SELECT id FROM contacts ORDER BY email",
+        Some(&catalog),
+    );
+    assert_eq!(d.verdict, crate::Verdict::Deny);
+}
