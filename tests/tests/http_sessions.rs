@@ -493,6 +493,74 @@ async fn revoking_the_token_cuts_off_its_requests_in_flight() {
     assert_intact(&api, &id).await;
 }
 
+/// `POST /api/v1/sessions/{id}/end`, admin only.
+async fn end_session(n: &Node, id: &str, body: &str) -> (u16, Value) {
+    let resp = n
+        .http
+        .post(format!("{}/api/v1/sessions/{id}/end", n.gw.ready().api_url))
+        .bearer_auth(&n.gw.ready().admin_token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// An administrator ends one session: its request in flight is answered at
+/// once, the record ends with who ended it and why, and the token (still
+/// valid) opens a new session with its next request.
+#[tokio::test]
+async fn an_administrator_ends_one_session_and_cuts_its_request_in_flight() {
+    let n = Node::start(false, &[]).await;
+    let api = n.gw.api();
+    account(&api, "http-ended").await;
+    let (token, token_id) = issue(&api, "http-ended", 600).await;
+    assert_eq!(n.call(&token, "GET", "bin", "/get").await, 200);
+    let s = session_of(&api, &token_id).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+
+    let waiting = n.send(&token, "GET", "bin", "/delay/10", None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, view) = end_session(&n, &id, r#"{"reason": "investigating a leak"}"#).await;
+    assert_eq!(status, 202, "{view}");
+    assert_eq!(view["id"], id.as_str());
+
+    let (status, headers, body) = waiting.await.unwrap();
+    let p = assert_problem(status, &headers, &body, 401);
+    assert!(
+        p["detail"].as_str().unwrap().contains("session ended"),
+        "{p}"
+    );
+    let s = ended(&api, &id, Duration::from_secs(15)).await;
+    let reason = s["end_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ended by administrator admin") && reason.contains("investigating a leak"),
+        "{s}"
+    );
+    assert_intact(&api, &id).await;
+    // The change is in the administrators' trail.
+    let changes = api.admin_changes().await.unwrap();
+    assert!(
+        changes.iter().any(|c| c.to_string().contains(&id)),
+        "no admin change names {id}: {changes:?}"
+    );
+
+    // Ended already, or unknown: refused with the reason.
+    let (status, p) = end_session(&n, &id, "").await;
+    assert_eq!(status, 409, "{p}");
+    let (status, p) = end_session(&n, "no-such-session", "").await;
+    assert_eq!(status, 404, "{p}");
+    let (status, p) = end_session(&n, &id, "not json").await;
+    assert_eq!(status, 400, "{p}");
+
+    // The token was not revoked: its next request opens another session.
+    assert_eq!(n.call(&token, "GET", "bin", "/get").await, 200);
+    let again = http_session(&api, "bin", Some(&id)).await;
+    assert!(again["ended_at"].is_null(), "{again}");
+}
+
 #[tokio::test]
 async fn revoking_or_expiring_the_token_ends_its_http_session() {
     let n = Node::start(false, &[]).await;

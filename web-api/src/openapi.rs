@@ -28,7 +28,7 @@ use crate::{
         targets::list, targets::create, targets::show, targets::remove,
         policies::list, policies::create, policies::show, policies::replace, policies::remove,
         policies::versions, policies::check,
-        sessions::list, sessions::show, events::list,
+        sessions::list, sessions::show, sessions::end, events::list,
         audit::verify_session, audit::export, audit::verify_store, audit::feed,
         nodes::list,
         join_tokens::create, join_tokens::list, join_tokens::revoke,

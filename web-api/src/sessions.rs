@@ -1,13 +1,19 @@
-//! `/api/v1/sessions`: who connected where and when, newest first.
+//! `/api/v1/sessions`: who connected where and when, newest first; and
+//! ending one that is open.
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::get;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use sluice_control_plane::bus::BusEvent;
 use sluice_control_plane::store::{SessionFilter, SessionRow};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{AuditorOrAdmin, Caller};
+use crate::approvals::DecisionBody;
+use crate::auth::{AdminOnly, AuditorOrAdmin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::{AppState, Page, rfc3339};
@@ -17,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/sessions", get(list))
         .route("/api/v1/sessions/{id}", get(show))
+        .route("/api/v1/sessions/{id}/end", post(end))
 }
 
 /// Sessions returned per page when the caller does not say.
@@ -216,4 +223,45 @@ pub(crate) async fn show(
         Some(row) => Ok(Json(row.into())),
         None => Err(ApiError::NotFound(format!("no session {id:?}"))),
     }
+}
+
+/// Ends an open session now, wherever it is served: its connection (or, for
+/// an HTTP target, every request in flight) is cut, the client is told the
+/// reason, and the session's record ends with it. The session record shows
+/// the end once the node has reported it.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/end", operation_id = "end_session", tag = "sessions", security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<DecisionBody>, description = "Optional `{\"reason\": \"...\"}`, shown to the client"),
+    responses(
+        (status = 202, description = "The nodes were told to end it", body = SessionView),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session has already ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn end(
+    caller: Caller<AdminOnly>,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    let body = DecisionBody::read(raw, false)?;
+    let Some(row) = s.cp.store.get_session(&id).await? else {
+        return Err(ApiError::NotFound(format!("no session {id:?}")));
+    };
+    if row.ended_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "session {id:?} has already ended"
+        )));
+    }
+    let by = &caller.identity.name;
+    let reason = match body.reason.trim() {
+        "" => format!("ended by administrator {by}"),
+        why => format!("ended by administrator {by}: {why}"),
+    };
+    tracing::info!(session_id = %id, by = %by, "session ended by an administrator");
+    s.cp.bus.publish(BusEvent::KillSession {
+        session_id: id.clone(),
+        reason,
+    });
+    crate::record_change(&s, &caller.identity, "ended", "session", &id).await;
+    Ok((StatusCode::ACCEPTED, Json(row.into())))
 }

@@ -38,6 +38,7 @@ async fn openapi_document_describes_the_api() {
         ("/api/v1/sessions", &["get"]),
         ("/api/v1/sessions/{id}", &["get"]),
         ("/api/v1/sessions/{id}/events", &["get"]),
+        ("/api/v1/sessions/{id}/end", &["post"]),
         ("/api/v1/nodes", &["get"]),
         ("/api/v1/join-tokens", &["get", "post"]),
         ("/api/v1/join-tokens/{id}", &["delete"]),
@@ -88,7 +89,7 @@ async fn openapi_document_describes_the_api() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), count, "operationIds are unique");
-    assert_eq!(count, 44, "one operationId per operation");
+    assert_eq!(count, 45, "one operationId per operation");
     assert!(
         paths["/.well-known/jwks.json"]["get"]
             .get("security")
