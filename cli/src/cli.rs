@@ -145,6 +145,10 @@ pub struct DevArgs {
     /// The largest request body the HTTP gateway accepts (for tests).
     #[arg(long, default_value_t = 8 << 20, hide = true)]
     pub http_max_body: usize,
+    /// The largest request body the HTTP gateway streams to an upstream
+    /// when the decision does not rest on the body (for tests).
+    #[arg(long, default_value_t = 1 << 30, hide = true)]
+    pub http_max_streamed_body: u64,
     /// An HTTP session with no request for this long ends (for tests).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, hide = true)]
     pub http_session_idle: std::time::Duration,

@@ -192,6 +192,7 @@ async fn run_with(
         http_gateway: sluice_data_plane::http::HttpLimits {
             upstream_timeout: args.http_upstream_timeout,
             max_request_body_bytes: args.http_max_body,
+            max_streamed_body_bytes: args.http_max_streamed_body,
             request_body_timeout: args.http_body_timeout,
             session_idle: args.http_session_idle,
             approval_hold: args.http_approval_hold,

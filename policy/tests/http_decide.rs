@@ -312,6 +312,11 @@ fn body_conditions_decide_and_unreadable_bodies_are_refused() {
         Verdict::Deny
     );
     assert_eq!(e(r#"{"region": "eu-west", "items": []}"#), Verdict::Deny);
+    // Whether the decision rests on the body: the gateway streams a body
+    // too large to hold only when it does not.
+    assert!(r(r#"{"amount": 50}"#).reads_body);
+    let get = decide(&s, &req("GET", "/v1/customers/7"));
+    assert!(!get.reads_body, "{:?}", get.decision);
 }
 
 #[test]

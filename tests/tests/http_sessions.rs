@@ -48,14 +48,27 @@ http:
     other_content: pass
 "#;
 
-/// For the echo services and the broken upstreams: everything allowed.
+/// For the echo services and the broken upstreams: everything allowed but
+/// two paths, one decided on the body and one needing approval.
 const ECHO_POLICY: &str = r#"
 name: echo
 applies_to:
   groups: ["*"]
   targets: [bin, hang, reset]
+approval:
+  mode: answer
 http:
   default: allow
+  rules:
+    - name: big-refunds
+      methods: [POST]
+      path: /anything/refunds
+      body: { "$.amount": ">100" }
+      decision: approval
+    - name: reviewed-uploads
+      methods: [PUT]
+      path: /anything/reviewed
+      decision: approval
   response:
     other_content: pass
 "#;
@@ -559,6 +572,95 @@ async fn an_administrator_ends_one_session_and_cuts_its_request_in_flight() {
     assert_eq!(n.call(&token, "GET", "bin", "/get").await, 200);
     let again = http_session(&api, "bin", Some(&id)).await;
     assert!(again["ended_at"].is_null(), "{again}");
+}
+
+/// A body larger than the gateway holds (64 KiB here) is streamed to the
+/// upstream as it arrives when the decision does not rest on it, counted
+/// in the record; one a rule would read, one needing approval (bound to the
+/// whole body) and one past the streamed limit are refused with 413.
+#[tokio::test]
+async fn large_bodies_stream_unless_the_decision_rests_on_them() {
+    let n = Node::start(
+        false,
+        &[
+            "--http-max-body".into(),
+            "65536".into(),
+            "--http-max-streamed-body".into(),
+            "3000000".into(),
+        ],
+    )
+    .await;
+    let token = n.token();
+    let body: String = (0..2_000_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let post = |path: &str, method: Method, body: String| {
+        n.http
+            .request(method, n.url("bin", path))
+            .bearer_auth(&token)
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+    };
+    let resp = post("/anything/upload", Method::POST, body.clone())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    let data = echo["data"].as_str().unwrap();
+    assert_eq!(data.len(), body.len(), "the upstream received it all");
+    assert!(data == body, "the upstream received it in order");
+
+    for (path, method, rule) in [
+        (
+            "/anything/refunds",
+            Method::POST,
+            "looks at the request's JSON body",
+        ),
+        ("/anything/reviewed", Method::PUT, "needs approval"),
+    ] {
+        let resp = post(path, method, body.clone()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let p = assert_problem(status, &headers, &text, 413);
+        assert!(p["detail"].as_str().unwrap().contains(rule), "{p}");
+    }
+    // Small bodies on those paths are decided (and held) as before.
+    let resp = post("/anything/reviewed", Method::PUT, "small".into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // Past the streamed limit: refused by its declared length at once.
+    let huge: String = "x".repeat(3_500_000);
+    let resp = post("/anything/upload", Method::POST, huge).await.unwrap();
+    assert_eq!(resp.status(), 413);
+
+    // The record counts every byte streamed, and samples only the head.
+    let api = n.gw.api();
+    let s = http_session(&api, "bin", None).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let upload = eventually(Duration::from_secs(20), || async {
+        api.events(&id)
+            .await?
+            .into_iter()
+            .find(|e| {
+                e["kind"] == "statement"
+                    && e["http"]["path"] == "/anything/upload"
+                    && e["http"]["status"] == 200
+            })
+            .ok_or_else(|| anyhow::anyhow!("no upload recorded yet"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(upload["http"]["request_bytes"], 2_000_000, "{upload}");
+    let sample = upload["http"]["request_sample"].as_str().unwrap();
+    assert!(
+        sample.starts_with("abcdefghij") && sample.len() < 100_000,
+        "{}",
+        sample.len()
+    );
 }
 
 #[tokio::test]

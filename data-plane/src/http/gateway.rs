@@ -1,5 +1,6 @@
 //! One request's path through the node: route, authenticate, read the body
-//! (bounded), decide, ask for approval if needed, forward with the
+//! (whole when it fits what the gateway holds, else its head, the rest
+//! streamed), decide, ask for approval if needed, forward with the
 //! target's credential, and stream the masked response back.
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use super::HttpLimits;
 use super::approval::{self, Bound};
 use super::headers;
 use super::problem::GatewayError;
+use super::request::{self, Incoming};
 use super::response::{self, Record, SAMPLE_BYTES};
 use super::sessions::{HttpSession, HttpSessions, Opening};
 use super::upstream::{self, Clients};
@@ -184,30 +186,6 @@ fn record_auth_failure(
     }
 }
 
-/// Reads the body within the size and time limits.
-async fn read_body(
-    limits: &HttpLimits,
-    parts: &Parts,
-    body: Body,
-) -> Result<bytes::Bytes, GatewayError> {
-    let max = limits.max_request_body_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(GatewayError::BodyTooLarge(max));
-    }
-    match tokio::time::timeout(limits.request_body_timeout, axum::body::to_bytes(body, max)).await {
-        Err(_) => Err(GatewayError::BodyTimeout(
-            limits.request_body_timeout.as_secs(),
-        )),
-        Ok(Err(_)) => Err(GatewayError::BodyTooLarge(max)),
-        Ok(Ok(b)) => Ok(b),
-    }
-}
-
 /// A refusal before the policy decided, in the record's terms.
 fn undecided(e: &GatewayError) -> Arc<Decision> {
     Arc::new(Decision::deny(e.to_string()))
@@ -225,7 +203,7 @@ async fn serve(
     let method = parts.method.as_str().to_owned();
     let raw_query = parts.uri.query().map(str::to_owned);
     let bounded_path: String = raw_path.chars().take(512).collect();
-    let body = match read_body(&shared.http, &parts, body).await {
+    let body = match request::read(&shared.http, &parts, body).await {
         Ok(b) => b,
         Err(e) => {
             let r = Record::new(flight, undecided(&e), &method, &bounded_path, String::new());
@@ -243,6 +221,14 @@ async fn serve(
         r.refused(&e);
         return e.response();
     }
+    let (head, streamed) = match body {
+        Incoming::Whole(b) => (b, None),
+        Incoming::Streaming {
+            head,
+            rest,
+            declared,
+        } => (head, Some((rest, declared))),
+    };
     let decided = decide(
         shared,
         &session,
@@ -250,7 +236,7 @@ async fn serve(
         raw_path,
         raw_query.as_deref(),
         &parts,
-        &body,
+        streamed.is_none().then_some(&head[..]),
     );
     let (http, decision) = match decided {
         Ok(d) => d,
@@ -263,8 +249,14 @@ async fn serve(
     let path = http.path.clone().unwrap_or_else(|| bounded_path.clone());
     let query_record = audit_query(&http, raw_query.as_deref());
     let mut record = Record::new(flight, decision.clone(), &method, &path, query_record);
-    record.request_bytes = body.len() as u64;
-    record.request_sample = sample_request(&http, &body);
+    record.request_bytes = head.len() as u64;
+    record.request_sample = sample_request(&http, &head);
+    if streamed.is_some()
+        && let Some(e) = not_streamable(&shared.http, &http)
+    {
+        record.refused(&e);
+        return e.response();
+    }
     let forward_path = match (decision.verdict, &http.path) {
         (Verdict::Deny, _) => {
             let e = refusal(&decision);
@@ -287,11 +279,11 @@ async fn serve(
             Some(q) => format!("{method} {forward_path}?{q}"),
             None => format!("{method} {forward_path}"),
         };
-        let hash = approval_hash(&method, &forward_path, raw_query.as_deref(), &body);
+        let hash = approval_hash(&method, &forward_path, raw_query.as_deref(), &head);
         let bound = Bound {
             hash: &hash,
             line: &line,
-            body: &body,
+            body: &head,
         };
         let hold = shared.http.approval_hold;
         match approval::approve(&session.ctx, &decision, &bound, hold, session.ended()).await {
@@ -309,6 +301,14 @@ async fn serve(
             }
         }
     }
+    let body = match streamed {
+        None => Outgoing::Held(head),
+        Some((rest, declared)) => Outgoing::Streamed {
+            head,
+            rest,
+            declared,
+        },
+    };
     forward(
         shared,
         &session,
@@ -331,7 +331,7 @@ fn decide(
     path: &str,
     query: Option<&str>,
     parts: &Parts,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<(HttpDecision, Arc<Decision>), GatewayError> {
     let snapshot = shared
         .snapshot
@@ -362,7 +362,7 @@ fn decide(
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
-        body: Some(body),
+        body,
     };
     let http = policies.decide_http(&subject, &req);
     // No policy governs HTTP on this target for this subject: nothing is
@@ -375,6 +375,34 @@ fn decide(
     }
     let decision = Arc::new(http.decision.clone());
     Ok((http, decision))
+}
+
+/// Why a body larger than the gateway holds cannot be streamed: the
+/// decision rests on the body, or an approval would be bound to all of it.
+fn not_streamable(limits: &HttpLimits, http: &HttpDecision) -> Option<GatewayError> {
+    let held = limits.max_request_body_bytes;
+    if http.reads_body {
+        return Some(GatewayError::BodyNotHeld(format!(
+            "a rule looks at the request's JSON body, and the body is larger than the {held} bytes this gateway holds to read it"
+        )));
+    }
+    (http.decision.verdict == Verdict::Approval).then(|| {
+        GatewayError::BodyNotHeld(format!(
+            "the request needs approval, which is bound to its whole body, and the body is larger than the {held} bytes this gateway holds"
+        ))
+    })
+}
+
+/// The request body as it goes upstream.
+enum Outgoing {
+    /// Held whole.
+    Held(bytes::Bytes),
+    /// Its head, then the rest as it arrives.
+    Streamed {
+        head: bytes::Bytes,
+        rest: Body,
+        declared: Option<u64>,
+    },
 }
 
 fn refusal(d: &Decision) -> GatewayError {
@@ -417,7 +445,7 @@ async fn forward(
     session: &HttpSession,
     target: &NodeTarget,
     parts: Parts,
-    body: bytes::Bytes,
+    body: Outgoing,
     path: &str,
     query: Option<String>,
     http: HttpDecision,
@@ -448,6 +476,21 @@ async fn forward(
         );
     }
     let url = upstream.url(path, query.as_deref());
+    let body = match body {
+        Outgoing::Held(b) => reqwest::Body::from(b),
+        Outgoing::Streamed {
+            head,
+            rest,
+            declared,
+        } => {
+            if let Some(n) = declared {
+                headers.insert(header::CONTENT_LENGTH, n.into());
+            }
+            let upload = request::Upload::default();
+            record.upload = Some(upload.clone());
+            request::upstream_body(head, rest, &shared.http, &upload)
+        }
+    };
     let request = upstream
         .client
         .request(parts.method, url)
@@ -467,6 +510,11 @@ async fn forward(
                 record,
                 GatewayError::UpstreamTimeout(shared.http.upstream_timeout.as_secs()),
             );
+        }
+        Ok(Err(_))
+            if let Some(f) = record.upload.as_ref().and_then(|u| u.failure(&shared.http)) =>
+        {
+            return fail(record, f);
         }
         Ok(Err(e)) => {
             // Without the URL: with query placement it carries the credential.

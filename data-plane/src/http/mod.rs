@@ -18,6 +18,7 @@ pub mod headers;
 pub mod host;
 pub mod listener;
 pub mod problem;
+pub mod request;
 pub mod response;
 pub mod scrub;
 pub mod sessions;
@@ -35,9 +36,14 @@ pub struct HttpLimits {
     /// The most bytes of request headers (names and values) accepted (431
     /// beyond).
     pub max_header_bytes: usize,
-    /// The largest request body accepted (413 beyond); bodies are buffered,
-    /// since the decision and the approval hash cover them.
+    /// The largest request body held whole: the decision, the approval
+    /// hash and the audit sample cover it. A larger one is streamed when the
+    /// decision does not rest on the body and needs no approval, and
+    /// refused (413) otherwise.
     pub max_request_body_bytes: usize,
+    /// The largest request body streamed to the upstream (413 beyond; 0:
+    /// never stream, so `max_request_body_bytes` is the limit).
+    pub max_streamed_body_bytes: u64,
     /// How long a client may take to send its request body (408 after).
     #[serde(with = "humantime_serde")]
     pub request_body_timeout: Duration,
@@ -65,6 +71,7 @@ impl Default for HttpLimits {
         Self {
             max_header_bytes: 16 * 1024,
             max_request_body_bytes: 8 << 20,
+            max_streamed_body_bytes: 1 << 30,
             request_body_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(60),
             upstream_stall: Duration::from_secs(60),

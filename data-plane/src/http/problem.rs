@@ -47,6 +47,10 @@ pub enum GatewayError {
     /// The body is larger than allowed.
     #[error("the request body is larger than the {0} bytes this gateway accepts")]
     BodyTooLarge(usize),
+    /// The body is larger than the gateway holds, and the request cannot be
+    /// streamed (a rule reads its body, or it needs approval).
+    #[error("{0}")]
+    BodyNotHeld(String),
     /// The headers are larger than allowed.
     #[error("the request headers are larger than the {0} bytes this gateway accepts")]
     HeadersTooLarge(usize),
@@ -98,7 +102,7 @@ impl GatewayError {
                 "approval-required",
                 "Approval required",
             ),
-            Self::BodyTooLarge(_) => (
+            Self::BodyTooLarge(_) | Self::BodyNotHeld(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body too large",

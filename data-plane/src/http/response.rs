@@ -39,8 +39,10 @@ pub struct Record {
     pub path: String,
     /// The query as the record keeps it.
     pub query: String,
-    /// Request body bytes.
+    /// Request body bytes (of a held body).
     pub request_bytes: u64,
+    /// A streamed body's upload, counting its bytes as they go.
+    pub upload: Option<super::request::Upload>,
     /// The start of the request body, masked.
     pub request_sample: String,
     /// The approval it ran under, or the one it needs.
@@ -72,6 +74,7 @@ impl Record {
             path: path.to_owned(),
             query,
             request_bytes: 0,
+            upload: None,
             request_sample: String::new(),
             approval_id: String::new(),
             started: None,
@@ -102,6 +105,9 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
+        if let Some(u) = &self.upload {
+            self.request_bytes = u.sent();
+        }
         let ctx = &self.flight.session().ctx;
         ctx.count_statement(self.request_bytes, self.response_bytes);
         let d = &self.decision;

@@ -196,6 +196,7 @@ fn refuse(reason: String, method: &str) -> HttpDecision {
         response: ResponsePlan::closed(),
         query_audit: QueryAudit::Redact,
         uncovered: false,
+        reads_body: false,
     }
 }
 
@@ -297,6 +298,7 @@ impl PolicySet {
                 )
             };
         };
+        let reads_body = checked.body.get().is_some();
         let read = READS.contains(&method);
         let delivery = match o.verdict {
             Verdict::Deny => Delivery::Streamed,
@@ -348,6 +350,7 @@ impl PolicySet {
             response,
             query_audit,
             uncovered: false,
+            reads_body,
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct HttpDecision {
     /// target: the target is not governed, so the gateway serves nothing
     /// there (a refusal by a policy is a different answer).
     pub uncovered: bool,
+    /// A rule looked at the request's JSON body: the decision holds only
+    /// for the body it was given (a body too large to hold cannot be
+    /// decided, so it is refused rather than streamed).
+    pub reads_body: bool,
 }
 
 impl HttpDecision {
