@@ -1,6 +1,7 @@
 //! Real HTTP services for the HTTP gateway tests, started per test on free
 //! ports: json-server (npm, `tests/http`) serving the demo customers, and
-//! httpbin (PyPI) echoing what it receives. Both stop when dropped.
+//! httpbin (PyPI) echoing what it receives, over plain HTTP/1.1 or served
+//! by hypercorn (PyPI) over TLS with HTTP/2. All stop when dropped.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -18,7 +19,14 @@ pub struct Service {
     child: Child,
     /// Its base URL (`http://127.0.0.1:PORT`).
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// A file in the service's own directory (its log, its certificate).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
 }
 
 impl Drop for Service {
@@ -85,19 +93,53 @@ pub async fn httpbin() -> anyhow::Result<Service> {
     wait_up(child, format!("http://127.0.0.1:{port}"), "/get", dir).await
 }
 
+/// httpbin served by hypercorn over TLS, offering HTTP/2 (and HTTP/1.1) by
+/// ALPN, with a certificate for 127.0.0.1 made for it: `cert.pem` in its
+/// directory is the CA a client must trust. Each request is logged to
+/// `access.log` as `VERSION METHOD PATH` (`2 GET /get`).
+pub async fn httpbin_h2() -> anyhow::Result<Service> {
+    let dir = tempfile::tempdir()?;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem())?;
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())?;
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.path().join("hypercorn.log"))?;
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "hypercorn",
+            "--certfile",
+            "cert.pem",
+            "--keyfile",
+            "key.pem",
+        ])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--access-logfile", "access.log"])
+        .args(["--access-logformat", "%(H)s %(m)s %(U)s"])
+        .arg("httpbin:app")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start python3 (pip install -r tests/http/requirements.txt)")?;
+    wait_up(child, format!("https://127.0.0.1:{port}"), "/get", dir).await
+}
+
 async fn wait_up(
     child: Child,
     url: String,
     probe: &str,
     dir: tempfile::TempDir,
 ) -> anyhow::Result<Service> {
-    let mut s = Service {
-        child,
-        url,
-        _dir: dir,
-    };
+    let ca = dir.path().join("cert.pem");
+    let mut s = Service { child, url, dir };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let http = reqwest::Client::new();
+    let mut http = reqwest::Client::builder();
+    if let Ok(pem) = std::fs::read(&ca) {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    let http = http.build()?;
     loop {
         if let Ok(r) = http.get(format!("{}{probe}", s.url)).send().await
             && r.status().is_success()

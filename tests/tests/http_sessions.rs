@@ -3,7 +3,9 @@
 //! `sluice dev` binary in front of json-server and httpbin: requests held
 //! for approval run once when approved and never when denied or undecided;
 //! the gateway speaks TLS with HTTP/2 and HTTP/1.1 by ALPN and refuses
-//! plaintext when it may not serve it; sessions end when idle, revoked or
+//! plaintext when it may not serve it, and verifies an HTTPS upstream and
+//! speaks HTTP/2 to it; bodies larger than it holds stream through unless
+//! the decision rests on them; an administrator ends one session; sessions end when idle, revoked or
 //! expired, each recorded with its reason in a verifiable chain; a broken
 //! upstream costs only the requests sent to it; and targets are reached by
 //! host name under the gateway's host suffix.
@@ -17,7 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sluice_e2e::gateway::{Api, Gateway, eventually};
 use sluice_e2e::http::{
-    Service, broken_upstreams, httpbin, json_server, policy_file, problem, target_args,
+    Service, broken_upstreams, httpbin, httpbin_h2, json_server, policy_file, problem, target_args,
 };
 
 const UPSTREAM_SECRET: &str = "upstream-key-5d1e8b3a07";
@@ -54,7 +56,7 @@ const ECHO_POLICY: &str = r#"
 name: echo
 applies_to:
   groups: ["*"]
-  targets: [bin, hang, reset]
+  targets: [bin, hang, reset, h2bin, untrusted]
 approval:
   mode: answer
 http:
@@ -661,6 +663,74 @@ async fn large_bodies_stream_unless_the_decision_rests_on_them() {
         "{}",
         sample.len()
     );
+}
+
+/// An HTTPS upstream offering HTTP/2 (httpbin under hypercorn): the gateway
+/// verifies its certificate against the target's CA and speaks HTTP/2 to it
+/// (hypercorn logs each request's protocol version); registered without
+/// that CA, the same upstream is refused with 502 and never sent the request.
+#[tokio::test]
+async fn an_https_upstream_is_verified_and_spoken_to_over_http2() {
+    let up = httpbin_h2().await.unwrap();
+    let policy = policy_file(ECHO_POLICY).unwrap();
+    let mut args: Vec<String> = vec![
+        "--no-demo".into(),
+        "--policy".into(),
+        policy.path().display().to_string(),
+    ];
+    args.extend(target_args("h2bin", &up.url, "bearer", UPSTREAM_SECRET));
+    args.extend([
+        "--target-ca".into(),
+        format!("h2bin={}", up.file("cert.pem").display()),
+    ]);
+    args.extend(target_args("untrusted", &up.url, "bearer", UPSTREAM_SECRET));
+    let gw = Gateway::with_args(&args).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = |t: &str, p: &str| format!("{}/http/{t}{p}", gw.ready().http_gateway_url);
+    let token = &gw.ready().agent_token;
+
+    let resp = http
+        .get(url("h2bin", "/anything/over-h2"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert!(
+        echo["url"].as_str().unwrap().ends_with("/anything/over-h2"),
+        "{echo}"
+    );
+    let text = echo.to_string();
+    assert!(
+        !text.contains(UPSTREAM_SECRET) && !text.contains(token.as_str()),
+        "{text}"
+    );
+    let log = up.file("access.log");
+    let line = eventually(Duration::from_secs(10), || async {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.lines()
+            .find(|l| l.contains("/anything/over-h2"))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("not logged yet: {log}"))
+    })
+    .await
+    .unwrap();
+    // hypercorn prefixes its own time and level: `[...] [INFO] 2 GET /path`.
+    assert!(
+        line.trim_end().ends_with("] 2 GET /anything/over-h2"),
+        "spoken to over HTTP/2: {line}"
+    );
+
+    let resp = http
+        .get(url("untrusted", "/anything/unverified"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let log = std::fs::read_to_string(up.file("access.log")).unwrap();
+    assert!(!log.contains("/anything/unverified"), "{log}");
 }
 
 #[tokio::test]
