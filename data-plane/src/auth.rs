@@ -226,9 +226,54 @@ impl TokenCache {
 
 /// The `iss` a token claims (unverified), bounded, for the record.
 pub fn claimed_issuer(token: &str) -> String {
-    let mut claimed = sluice_identity::oidc::validate::peek_issuer(token).unwrap_or_default();
-    claimed.truncate(claimed.floor_char_boundary(200));
-    claimed
+    bounded(&sluice_identity::oidc::validate::peek_issuer(token).unwrap_or_default())
+}
+
+/// At most 200 bytes of what a client claimed, for the record.
+fn bounded(s: &str) -> String {
+    s[..s.floor_char_boundary(200)].to_owned()
+}
+
+/// A refused sign-in, as both listeners record it.
+#[derive(Debug)]
+pub struct RefusedSignIn<'a> {
+    /// Where the client came from.
+    pub peer: SocketAddr,
+    /// The user name it gave (Postgres only).
+    pub user: &'a str,
+    /// The target it asked for.
+    pub target: &'a str,
+    /// Its token, for the issuer it claims (never recorded itself).
+    pub token: &'a str,
+    /// Why it was refused.
+    pub reason: String,
+    /// `postgres` or `http`.
+    pub protocol: &'static str,
+    /// Whether it spoke TLS.
+    pub tls: bool,
+}
+
+/// Records a refused sign-in in a session of its own, so auditors see
+/// attempts that never became sessions.
+pub fn record_refused_sign_in(audit: &crate::control::audit::AuditSink, r: RefusedSignIn<'_>) {
+    use sluice_proto::v1::audit_event::Payload;
+    let event = sluice_proto::v1::AuditEvent {
+        session_id: uuid::Uuid::now_v7().to_string(),
+        seq: 1,
+        at_unix_us: sluice_common::unix_us(),
+        payload: Some(Payload::AuthFailure(sluice_proto::v1::AuthFailure {
+            client_addr: r.peer.to_string(),
+            user: bounded(r.user),
+            target: bounded(r.target),
+            reason: r.reason,
+            claimed_issuer: claimed_issuer(r.token),
+            protocol: r.protocol.to_owned(),
+            tls: r.tls,
+        })),
+    };
+    if audit.emit(event).is_err() {
+        tracing::error!("audit buffer full: refused sign-in not recorded");
+    }
 }
 
 #[cfg(test)]

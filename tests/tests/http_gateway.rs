@@ -426,6 +426,8 @@ async fn refusals_are_problems_and_broken_upstreams_fail_cleanly() {
         "2s",
         "--http-max-body",
         "4096",
+        "--http-max-streamed-body",
+        "8192",
     ])
     .await;
 
@@ -469,7 +471,7 @@ async fn refusals_are_problems_and_broken_upstreams_fail_cleanly() {
         "{p}"
     );
 
-    // Oversized headers and bodies.
+    // Oversized headers, and a body past even what is streamed.
     let resp = f
         .http
         .get(f.url("bin", "/get"))

@@ -13,8 +13,6 @@ use axum::http::{Request, Response, header};
 use sluice_common::Shutdown;
 use sluice_policy::http::{HttpDecision, HttpRequest, approval_hash};
 use sluice_policy::{Decision, Subject, Verdict};
-use sluice_proto::v1;
-use sluice_proto::v1::audit_event::Payload;
 
 use super::HttpLimits;
 use super::approval::{self, Bound};
@@ -123,7 +121,18 @@ async fn route(
         Err(e) => {
             metrics::counter!("sluice_http_auth_failures_total").increment(1);
             let e = e.to_string();
-            record_auth_failure(shared, peer, name, tls, &token, &e);
+            crate::auth::record_refused_sign_in(
+                &shared.audit,
+                crate::auth::RefusedSignIn {
+                    peer,
+                    user: "",
+                    target: name,
+                    token: &token,
+                    reason: e.clone(),
+                    protocol: "http",
+                    tls,
+                },
+            );
             return Err(GatewayError::Unauthenticated(e));
         }
     };
@@ -156,34 +165,6 @@ fn http_target(snapshot: &NodeSnapshot, name: &str) -> Result<Arc<NodeTarget>, G
                 name.chars().take(64).collect::<String>()
             ))
         })
-}
-
-fn record_auth_failure(
-    shared: &Shared,
-    peer: SocketAddr,
-    target: &str,
-    tls: bool,
-    token: &str,
-    reason: &str,
-) {
-    let bounded = |s: &str| s[..s.floor_char_boundary(200)].to_owned();
-    let event = v1::AuditEvent {
-        session_id: uuid::Uuid::now_v7().to_string(),
-        seq: 1,
-        at_unix_us: sluice_common::unix_us(),
-        payload: Some(Payload::AuthFailure(v1::AuthFailure {
-            client_addr: peer.to_string(),
-            user: String::new(),
-            target: bounded(target),
-            reason: reason.to_owned(),
-            claimed_issuer: crate::auth::claimed_issuer(token),
-            protocol: "http".to_owned(),
-            tls,
-        })),
-    };
-    if shared.audit.emit(event).is_err() {
-        tracing::error!("audit buffer full: refused sign-in not recorded");
-    }
 }
 
 /// A refusal before the policy decided, in the record's terms.

@@ -89,7 +89,7 @@ async fn open_session(
     let identity = match authenticate(&snapshot, &hello.token, peer).await {
         Ok(id) => id,
         Err(e) => {
-            record_auth_failure(shared, peer, hello, &e);
+            record_auth_failure(shared, hello, peer, &e);
             return Err(e);
         }
     };
@@ -288,26 +288,20 @@ async fn end_at_expiry(sessions: Arc<Sessions>, session_id: String, expires_at: 
 /// Records a refused sign-in as a session of one event, so auditors find
 /// it with every other session. Best effort: with the audit buffer full the
 /// refusal still stands, and the log line remains.
-fn record_auth_failure(shared: &Shared, peer: SocketAddr, hello: &mut Hello, e: &ClientError) {
-    let claimed_issuer = crate::auth::claimed_issuer(&hello.token);
-    let bounded = |s: &str| s[..s.floor_char_boundary(200)].to_owned();
-    let event = v1::AuditEvent {
-        session_id: uuid::Uuid::now_v7().to_string(),
-        seq: 1,
-        at_unix_us: sluice_common::unix_us(),
-        payload: Some(Payload::AuthFailure(v1::AuthFailure {
-            client_addr: peer.to_string(),
-            user: bounded(&hello.user),
-            target: bounded(&hello.database),
+fn record_auth_failure(shared: &Shared, hello: &mut Hello, peer: SocketAddr, e: &ClientError) {
+    let tls = hello.reader.get_mut().is_tls();
+    crate::auth::record_refused_sign_in(
+        &shared.audit,
+        crate::auth::RefusedSignIn {
+            peer,
+            user: &hello.user,
+            target: &hello.database,
+            token: &hello.token,
             reason: e.message.clone(),
-            claimed_issuer,
-            protocol: "postgres".to_owned(),
-            tls: hello.reader.get_mut().is_tls(),
-        })),
-    };
-    if shared.audit.emit(event).is_err() {
-        tracing::error!("audit buffer full: refused sign-in not recorded");
-    }
+            protocol: "postgres",
+            tls,
+        },
+    );
 }
 
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
