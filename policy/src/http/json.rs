@@ -100,7 +100,9 @@ pub struct JsonMasker {
     /// `plan.masks.len()` per depth (row 0 the root, row `d` the element
     /// being read at depth `d`): each element costs one step per selector
     /// when it is entered, instead of a walk of the whole path per value.
-    /// Rows inside a masked container are not kept up to date.
+    /// Rows inside a masked container are not kept up to date, and rows
+    /// deeper than the current depth are left over (kept, so the vector
+    /// grows only with the deepest nesting seen).
     progress: Vec<Progress>,
     /// The held-back value or key (raw bytes, quotes included for strings).
     buf: Vec<u8>,
@@ -249,6 +251,12 @@ impl JsonMasker {
                     if self.buf.len() + (i - start) > MAX_NUMBER {
                         return Err(HttpMaskError::TooLong);
                     }
+                    if i < chunk.len() && start > 0 && self.buf.len() == 1 {
+                        // Begun at `start - 1` (by `value`) and ended in
+                        // this chunk: read in place, without a copy.
+                        self.number_done(&chunk[start - 1..i], out)?;
+                        continue;
+                    }
                     self.buf.extend_from_slice(&chunk[start..i]);
                     if i < chunk.len() {
                         // The byte ends the number and is read again.
@@ -274,17 +282,31 @@ impl JsonMasker {
             }
             if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
                 let start = i;
+                i += 1;
                 while i < chunk.len() && matches!(chunk[i], b' ' | b'\t' | b'\n' | b'\r') {
                     i += 1;
                 }
-                self.emit(out, &chunk[start..i]);
+                if self.suppress.is_none() {
+                    if i == start + 1 {
+                        // One space, the usual case: no copy call.
+                        out.push(b);
+                    } else {
+                        out.extend_from_slice(&chunk[start..i]);
+                    }
+                }
                 continue;
             }
             i += 1;
             match self.state {
-                State::Value => self.value(b, out)?,
                 State::ArrayFirst if b == b']' => self.close(false, out)?,
-                State::ArrayFirst => self.value(b, out)?,
+                State::Value | State::ArrayFirst => {
+                    self.value(b, out)?;
+                    if let State::Str { key, held, esc } = self.state {
+                        // Straight into the string, without a trip round
+                        // the loop.
+                        i = self.string(chunk, i, key, held, esc, out)?;
+                    }
+                }
                 State::ObjectFirst if b == b'}' => self.close(true, out)?,
                 State::ObjectFirst | State::Key if b == b'"' => {
                     // A key is held only to match the mask selectors.
@@ -296,11 +318,7 @@ impl JsonMasker {
                     } else {
                         self.emit(out, b"\"");
                     }
-                    self.state = State::Str {
-                        key: true,
-                        held,
-                        esc: Esc::None,
-                    };
+                    i = self.string(chunk, i, true, held, Esc::None, out)?;
                 }
                 State::Colon if b == b':' => {
                     self.emit(out, b":");
@@ -379,7 +397,10 @@ impl JsonMasker {
                 }
                 self.emit(out, &[b]);
                 let n = self.plan.masks.len();
-                self.progress.resize(self.progress.len() + n, 0);
+                let rows = (self.stack.len() + 2) * n;
+                if self.progress.len() < rows {
+                    self.progress.resize(rows, 0);
+                }
                 if b == b'{' {
                     self.stack.push(Frame::Object);
                     self.state = State::ObjectFirst;
@@ -438,9 +459,6 @@ impl JsonMasker {
             Some(Frame::Array(_)) if !object => {}
             _ => return Err(HttpMaskError::Invalid("mismatched bracket")),
         }
-        let n = self.plan.masks.len();
-        self.progress
-            .truncate(self.progress.len().saturating_sub(n));
         self.emit(out, if object { b"}" } else { b"]" });
         if let Some((depth, m)) = self.suppress
             && depth == self.stack.len()
@@ -579,10 +597,22 @@ impl JsonMasker {
 
     fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Vec<u8>) {
         let rule = &self.plan.masks[m];
-        self.scratch.clear();
-        if rule.mask.write_to(value, &mut self.scratch) {
-            encode(&self.scratch, out);
+        // Written in place between quotes; re-encoded only if the masked
+        // text needs an escape.
+        let at = out.len();
+        out.push(b'"');
+        if rule.mask.write_to(value, out) {
+            let text = &out[at + 1..];
+            if text.is_ascii() && plain_run(text, 0) == text.len() {
+                out.push(b'"');
+            } else {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(text);
+                out.truncate(at);
+                encode(&self.scratch, out);
+            }
         } else {
+            out.truncate(at);
             out.extend_from_slice(b"null");
         }
         self.rule_counts[m] += 1;
@@ -612,12 +642,18 @@ impl JsonMasker {
 
     fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
         let raw = std::mem::take(&mut self.buf);
-        if !valid_number(&raw) {
-            return Err(HttpMaskError::Invalid("bad number"));
-        }
-        self.end_scalar(&raw, out);
+        let r = self.number_done(&raw, out);
         self.buf = raw;
         self.buf.clear();
+        r
+    }
+
+    /// A number is complete: `raw` is all of it.
+    fn number_done(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+        if !valid_number(raw) {
+            return Err(HttpMaskError::Invalid("bad number"));
+        }
+        self.end_scalar(raw, out);
         self.value_done();
         Ok(())
     }

@@ -287,7 +287,24 @@ impl Selectors {
 
     /// Writes to `row` each selector's progress after one more element
     /// `e`, from `parent`, their progress on its parent's path.
+    #[inline]
     pub fn advance(&self, parent: &[Progress], e: ElemRef<'_>, row: &mut [Progress]) {
+        // The usual case, told from the key's length alone: an element no
+        // step names, and no `*`; only the `..` steps carry over.
+        if !self.has_any
+            && !self.replacement
+            && let ElemRef::Key(k) = e
+            && self.lengths & length_bit(k.len()) == 0
+        {
+            for ((slot, p), deep) in row.iter_mut().zip(parent).zip(&self.deep) {
+                *slot = p & deep;
+            }
+            return;
+        }
+        self.advance_named(parent, e, row);
+    }
+
+    fn advance_named(&self, parent: &[Progress], e: ElemRef<'_>, row: &mut [Progress]) {
         let named = match e {
             ElemRef::Key(k) => self.named(k),
             ElemRef::Index(i) => self

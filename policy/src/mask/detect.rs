@@ -62,6 +62,62 @@ pub struct Detectors {
     /// apart from the compiled patterns so the prefilter's loop over them
     /// stays in a few cache lines.
     kinds: Vec<Option<DetectorKind>>,
+    /// With built-ins only, a coarser first test than theirs (see
+    /// [`Gate`]); `None` when a custom detector (always run) is present.
+    gate: Option<Gate>,
+}
+
+/// What a value needs for any of a set of built-ins to match, in one test
+/// of the [`Profile`]'s counts: each built-in's [`Profile::needs`] implies
+/// its term here, so a value the gate turns away could match none of them,
+/// and most values (names, words, amounts, ids) are turned away before any
+/// per-detector test.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    /// Flags any one of which opens it (`@` for email, a secret-key
+    /// character for secret keys).
+    flags: u8,
+    /// The fewest digits that open it, and likewise letters and digits,
+    /// dots and dashes (`u64::MAX`: no detector counts them).
+    digits: u64,
+    alnum: u64,
+    dots: u64,
+    dashes: u64,
+}
+
+impl Gate {
+    fn of(kinds: &[Option<DetectorKind>]) -> Option<Self> {
+        let mut g = Self {
+            flags: 0,
+            digits: u64::MAX,
+            alnum: u64::MAX,
+            dots: u64::MAX,
+            dashes: u64::MAX,
+        };
+        for k in kinds {
+            match (*k)? {
+                DetectorKind::Email => g.flags |= AT,
+                DetectorKind::Card => g.digits = g.digits.min(13),
+                DetectorKind::Ssn => g.digits = g.digits.min(9),
+                DetectorKind::Phone => g.digits = g.digits.min(6),
+                DetectorKind::Iban => g.digits = g.digits.min(2),
+                DetectorKind::AwsAccessKey => g.alnum = 20,
+                DetectorKind::Jwt => g.dots = 2,
+                DetectorKind::PrivateKey => g.dashes = 10,
+                DetectorKind::SecretKey => g.flags |= KEYISH,
+            }
+        }
+        Some(g)
+    }
+
+    /// Whether some built-in of the set may match the value of `p`.
+    fn open(&self, p: &Profile<'_>) -> bool {
+        p.flags & self.flags != 0
+            || p.digits() >= self.digits
+            || p.count(ALNUM) >= self.alnum
+            || p.count(DOT) >= self.dots
+            || p.count(DASH) >= self.dashes
+    }
 }
 
 /// One detector's hits in a value, for audit counts.
@@ -165,11 +221,13 @@ impl Detectors {
                 message: e.to_string(),
             }
         })?;
-        let kinds = detectors.iter().map(|d| d.kind).collect();
+        let kinds: Vec<Option<DetectorKind>> = detectors.iter().map(|d| d.kind).collect();
+        let gate = Gate::of(&kinds);
         Ok(Self {
             set,
             detectors,
             kinds,
+            gate,
         })
     }
 
@@ -202,6 +260,9 @@ impl Detectors {
         let Some(profile) = Profile::of(value) else {
             return self.scan(value);
         };
+        if self.gate.is_some_and(|g| !g.open(&profile)) {
+            return Vec::new();
+        }
         let mut candidates = [0usize; DIRECT_MAX];
         let mut n = 0;
         for (i, kind) in self.kinds.iter().enumerate() {
@@ -764,7 +825,15 @@ mod tests {
             ),
         ) {
             static ALL_DETECTORS: std::sync::LazyLock<Detectors> = std::sync::LazyLock::new(all);
-            prefilter_agrees(&ALL_DETECTORS, &pieces.concat());
+            // Each built-in alone too: the gate then opens on its term only.
+            static EACH: std::sync::LazyLock<Vec<Detectors>> = std::sync::LazyLock::new(|| {
+                ALL.iter().map(|k| Detectors::new(&[*k], &[]).unwrap()).collect()
+            });
+            let v = pieces.concat();
+            prefilter_agrees(&ALL_DETECTORS, &v);
+            for d in EACH.iter() {
+                prefilter_agrees(d, &v);
+            }
         }
     }
 
