@@ -367,3 +367,40 @@ proptest! {
         let _ = mask_chunks(&p, &[&bytes[..cut], &bytes[cut..]]);
     }
 }
+
+#[test]
+fn counts_are_current_after_every_push() {
+    let p = plan();
+    let mut m = p.json_masker();
+    let mut out = Vec::new();
+    m.push(
+        br#"{"data": [{"email": "a@b.io", "card_number": "411111"#,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(m.counts().get("json:p:$.data[*].email"), Some(&1));
+    assert_eq!(m.counts().get("json:p:$..card_number"), None, "still held");
+    m.push(
+        br#"1111111111"}, {"email": "c@d.io", "note": "x@y.io"}]}"#,
+        &mut out,
+    )
+    .unwrap();
+    m.finish(&mut out).unwrap();
+    let c = m.counts();
+    assert_eq!(c["json:p:$.data[*].email"], 2);
+    assert_eq!(c["json:p:$..card_number"], 1);
+    assert_eq!(c["detector:email"], 1);
+}
+
+#[test]
+fn keys_are_matched_decoded_and_lookalikes_are_not() {
+    let p = plan();
+    // `api\u005fkey` is `api_key`; `api-key` and `apI_key` (same length)
+    // are other keys; the detectors still see their values.
+    let doc = br#"{"api\u005fkey": "k1", "api-key": "k2", "apI_key": "k3", "card_number": 4111111111111111}"#;
+    let out = String::from_utf8(mask_chunks(&p, &[doc]).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        r#"{"api\u005fkey": "****", "api-key": "k2", "apI_key": "k3", "card_number": "****1111"}"#
+    );
+}

@@ -289,13 +289,14 @@ impl Selectors {
     /// `e`, from `parent`, their progress on its parent's path.
     #[inline]
     pub fn advance(&self, parent: &[Progress], e: ElemRef<'_>, row: &mut [Progress]) {
-        // The usual case, told from the key's length alone: an element no
-        // step names, and no `*`; only the `..` steps carry over.
-        if !self.has_any
-            && !self.replacement
-            && let ElemRef::Key(k) = e
-            && self.lengths & length_bit(k.len()) == 0
-        {
+        // The usual case, told from a key's length alone (or, for an index,
+        // from there being no `[n]` step): an element no step names, and no
+        // `*`; only the `..` steps carry over.
+        let unnamed = match e {
+            ElemRef::Key(k) => !self.replacement && self.lengths & length_bit(k.len()) == 0,
+            ElemRef::Index(_) => self.indexes.is_empty(),
+        };
+        if unnamed && !self.has_any {
             for ((slot, p), deep) in row.iter_mut().zip(parent).zip(&self.deep) {
                 *slot = p & deep;
             }
