@@ -198,7 +198,9 @@ impl JsonMasker {
         if let Some(e) = self.failed() {
             return Err(e);
         }
-        let r = self.run(chunk, out);
+        let mut sink = Sink::new(out, chunk);
+        let r = self.run(chunk, &mut sink);
+        sink.flush();
         self.flush_counts();
         r.map_err(|e| self.fail(e))
     }
@@ -209,7 +211,9 @@ impl JsonMasker {
             return Err(e);
         }
         if self.state == State::Num {
-            let r = self.end_number(out);
+            let mut sink = Sink::new(out, &[]);
+            let r = self.end_number(&mut sink);
+            sink.flush();
             self.flush_counts();
             r.map_err(|e| self.fail(e))?;
         }
@@ -226,13 +230,23 @@ impl JsonMasker {
         &self.counts
     }
 
-    fn emit(&self, out: &mut Vec<u8>, bytes: &[u8]) {
+    /// Writes `bytes` (not the chunk's own) unless a masked container is
+    /// being read.
+    fn emit(&self, out: &mut Sink<'_>, bytes: &[u8]) {
         if self.suppress.is_none() {
-            out.extend_from_slice(bytes);
+            out.out().extend_from_slice(bytes);
         }
     }
 
-    fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// Sends the chunk's bytes `a..b` on unchanged unless a masked
+    /// container is being read.
+    fn pass(&self, out: &mut Sink<'_>, a: usize, b: usize) {
+        if self.suppress.is_none() {
+            out.pass(a, b);
+        }
+    }
+
+    fn run(&mut self, chunk: &[u8], out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         let mut i = 0;
         while i < chunk.len() {
             let b = chunk[i];
@@ -254,7 +268,7 @@ impl JsonMasker {
                     if i < chunk.len() && start > 0 && self.buf.len() == 1 {
                         // Begun at `start - 1` (by `value`) and ended in
                         // this chunk: read in place, without a copy.
-                        self.number_done(&chunk[start - 1..i], out)?;
+                        self.number_done(&chunk[start - 1..i], Some((start - 1, i)), out)?;
                         continue;
                     }
                     self.buf.extend_from_slice(&chunk[start..i]);
@@ -286,28 +300,21 @@ impl JsonMasker {
                 while i < chunk.len() && matches!(chunk[i], b' ' | b'\t' | b'\n' | b'\r') {
                     i += 1;
                 }
-                if self.suppress.is_none() {
-                    if i == start + 1 {
-                        // One space, the usual case: no copy call.
-                        out.push(b);
-                    } else {
-                        out.extend_from_slice(&chunk[start..i]);
-                    }
-                }
+                self.pass(out, start, i);
                 continue;
             }
             i += 1;
             match self.state {
-                State::ArrayFirst if b == b']' => self.close(false, out)?,
+                State::ArrayFirst if b == b']' => self.close(false, i - 1, out)?,
                 State::Value | State::ArrayFirst => {
-                    self.value(b, out)?;
+                    self.value(b, i - 1, out)?;
                     if let State::Str { key, held, esc } = self.state {
                         // Straight into the string, without a trip round
                         // the loop.
                         i = self.string(chunk, i, key, held, esc, out)?;
                     }
                 }
-                State::ObjectFirst if b == b'}' => self.close(true, out)?,
+                State::ObjectFirst if b == b'}' => self.close(true, i - 1, out)?,
                 State::ObjectFirst | State::Key if b == b'"' => {
                     // A key is held only to match the mask selectors.
                     let held = self.suppress.is_none() && !self.plan.masks.is_empty();
@@ -316,15 +323,15 @@ impl JsonMasker {
                         self.buf.push(b);
                         self.escaped = false;
                     } else {
-                        self.emit(out, b"\"");
+                        self.pass(out, i - 1, i);
                     }
                     i = self.string(chunk, i, true, held, Esc::None, out)?;
                 }
                 State::Colon if b == b':' => {
-                    self.emit(out, b":");
+                    self.pass(out, i - 1, i);
                     self.state = State::Value;
                 }
-                State::After => self.after(b, out)?,
+                State::After => self.after(b, i - 1, out)?,
                 State::End => return Err(HttpMaskError::Invalid("data after the document")),
                 _ => return Err(HttpMaskError::Invalid("unexpected character")),
             }
@@ -369,8 +376,8 @@ impl JsonMasker {
         self.suppress.is_none() && !self.plan.detectors.is_empty()
     }
 
-    /// The first byte of a value.
-    fn value(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// The first byte of a value, at `at` in the chunk.
+    fn value(&mut self, b: u8, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         self.mask = self.mask_here();
         match b {
             b'"' => {
@@ -380,7 +387,7 @@ impl JsonMasker {
                     self.buf.push(b);
                     self.escaped = false;
                 } else {
-                    self.emit(out, b"\"");
+                    self.pass(out, at, at + 1);
                 }
                 self.state = State::Str {
                     key: false,
@@ -395,7 +402,7 @@ impl JsonMasker {
                 if let Some(m) = self.mask {
                     self.suppress = Some((self.stack.len(), m));
                 }
-                self.emit(out, &[b]);
+                self.pass(out, at, at + 1);
                 let n = self.plan.masks.len();
                 let rows = (self.stack.len() + 2) * n;
                 if self.progress.len() < rows {
@@ -430,45 +437,47 @@ impl JsonMasker {
         Ok(())
     }
 
-    /// After a value: a separator, a closing bracket or the end.
-    fn after(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// After a value: a separator, a closing bracket or the end (`b`, at
+    /// `at` in the chunk).
+    fn after(&mut self, b: u8, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         match (b, self.stack.last()) {
             (b',', Some(Frame::Object)) => {
-                self.emit(out, b",");
+                self.pass(out, at, at + 1);
                 self.state = State::Key;
             }
             (b',', Some(&Frame::Array(i))) => {
-                self.emit(out, b",");
+                self.pass(out, at, at + 1);
                 if let Some(Frame::Array(n)) = self.stack.last_mut() {
                     *n = i + 1;
                 }
                 self.enter(ElemRef::Index(i + 1));
                 self.state = State::Value;
             }
-            (b']', Some(Frame::Array(_))) => self.close(false, out)?,
-            (b'}', Some(Frame::Object)) => self.close(true, out)?,
+            (b']', Some(Frame::Array(_))) => self.close(false, at, out)?,
+            (b'}', Some(Frame::Object)) => self.close(true, at, out)?,
             _ => return Err(HttpMaskError::Invalid("unexpected character after a value")),
         }
         Ok(())
     }
 
-    /// Closes the innermost container (an object or an array).
-    fn close(&mut self, object: bool, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// Closes the innermost container (an object or an array; its bracket
+    /// at `at` in the chunk).
+    fn close(&mut self, object: bool, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         match self.stack.pop() {
             Some(Frame::Object) if object => {}
             Some(Frame::Array(_)) if !object => {}
             _ => return Err(HttpMaskError::Invalid("mismatched bracket")),
         }
-        self.emit(out, if object { b"}" } else { b"]" });
+        self.pass(out, at, at + 1);
         if let Some((depth, m)) = self.suppress
             && depth == self.stack.len()
         {
             self.suppress = None;
             let rule = &self.plan.masks[m];
             if rule.mask == Mask::Null {
-                out.extend_from_slice(b"null");
+                out.out().extend_from_slice(b"null");
             } else {
-                encode(REDACTED.as_bytes(), out);
+                encode(REDACTED.as_bytes(), out.out());
             }
             self.rule_counts[m] += 1;
         }
@@ -494,7 +503,7 @@ impl JsonMasker {
         key: bool,
         held: bool,
         mut esc: Esc,
-        out: &mut Vec<u8>,
+        out: &mut Sink<'_>,
     ) -> Result<usize, HttpMaskError> {
         let start = i;
         let mut closed = false;
@@ -551,12 +560,14 @@ impl JsonMasker {
             if closed && self.buf.len() == 1 {
                 // All of it after the opening quote is in this chunk: read
                 // in place, without a copy into `buf`.
-                self.end_held(key, &run[..run.len() - 1], out);
+                // With its opening quote when that is in this chunk too.
+                let span = (start > 0).then(|| (start - 1, i));
+                self.end_held(key, &run[..run.len() - 1], span, out);
                 return Ok(i);
             }
             self.buf.extend_from_slice(run);
         } else {
-            self.emit(out, run);
+            self.pass(out, start, i);
         }
         if !closed {
             self.state = State::Str { key, held, esc };
@@ -564,7 +575,7 @@ impl JsonMasker {
         }
         if held {
             let raw = std::mem::take(&mut self.buf);
-            self.end_held(key, &raw[1..raw.len() - 1], out);
+            self.end_held(key, &raw[1..raw.len() - 1], None, out);
             self.buf = raw;
             self.buf.clear();
         } else if key {
@@ -576,26 +587,38 @@ impl JsonMasker {
     }
 
     /// A held key or string value is complete; `inner` is what was between
-    /// its quotes.
-    fn end_held(&mut self, key: bool, inner: &[u8], out: &mut Vec<u8>) {
+    /// its quotes, and `span` where all of it, quotes included, is in the
+    /// chunk (`None`: not all of it is).
+    fn end_held(
+        &mut self,
+        key: bool,
+        inner: &[u8],
+        span: Option<(usize, usize)>,
+        out: &mut Sink<'_>,
+    ) {
         let decoded = decode(inner, self.escaped);
+        let unchanged = |out: &mut Sink<'_>| match span {
+            Some((a, b)) => out.pass(a, b),
+            None => quoted(inner, out.out()),
+        };
         if key {
             self.enter(ElemRef::Key(&decoded));
-            quoted(inner, out);
+            unchanged(out);
             self.state = State::Colon;
             return;
         }
         if let Some(m) = self.mask {
             self.apply_mask(m, &decoded, out);
         } else if let Some(v) = self.scrub(&decoded) {
-            encode(&v, out);
+            encode(&v, out.out());
         } else {
-            quoted(inner, out);
+            unchanged(out);
         }
         self.value_done();
     }
 
-    fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Vec<u8>) {
+    fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Sink<'_>) {
+        let out = out.out();
         let rule = &self.plan.masks[m];
         // Written in place between quotes; re-encoded only if the masked
         // text needs an escape.
@@ -640,29 +663,35 @@ impl JsonMasker {
         current
     }
 
-    fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    fn end_number(&mut self, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         let raw = std::mem::take(&mut self.buf);
-        let r = self.number_done(&raw, out);
+        let r = self.number_done(&raw, None, out);
         self.buf = raw;
         self.buf.clear();
         r
     }
 
-    /// A number is complete: `raw` is all of it.
-    fn number_done(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// A number is complete: `raw` is all of it, at `span` in the chunk if
+    /// all of it is there.
+    fn number_done(
+        &mut self,
+        raw: &[u8],
+        span: Option<(usize, usize)>,
+        out: &mut Sink<'_>,
+    ) -> Result<(), HttpMaskError> {
         if !valid_number(raw) {
             return Err(HttpMaskError::Invalid("bad number"));
         }
-        self.end_scalar(raw, out);
+        self.end_scalar(raw, span, out);
         self.value_done();
         Ok(())
     }
 
-    fn end_literal(&mut self, out: &mut Vec<u8>) {
+    fn end_literal(&mut self, out: &mut Sink<'_>) {
         let raw = std::mem::take(&mut self.buf);
         match self.mask {
             // Null has nothing to hide; booleans carry no data to detect.
-            Some(_) if raw == b"null" => out.extend_from_slice(b"null"),
+            Some(_) if raw == b"null" => out.out().extend_from_slice(b"null"),
             Some(m) => self.apply_mask(m, &raw, out),
             None => self.emit(out, &raw),
         }
@@ -671,16 +700,65 @@ impl JsonMasker {
         self.value_done();
     }
 
-    /// A number or boolean: masked to the mask's form (a string, or null),
-    /// or scanned by the detectors (a card number sent as a number).
-    fn end_scalar(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+    /// A number: masked to the mask's form (a string, or null), or scanned
+    /// by the detectors (a card number sent as a number); `span` as for
+    /// [`JsonMasker::number_done`].
+    fn end_scalar(&mut self, raw: &[u8], span: Option<(usize, usize)>, out: &mut Sink<'_>) {
         if let Some(m) = self.mask {
             self.apply_mask(m, raw, out);
         } else if let Some(v) = self.scrub(raw) {
-            encode(&v, out);
+            encode(&v, out.out());
+        } else if let Some((a, b)) = span {
+            self.pass(out, a, b);
         } else {
             self.emit(out, raw);
         }
+    }
+}
+
+/// Where a chunk's output goes: bytes of the chunk sent on unchanged (most
+/// of a body) are only noted as a range, and copied in one piece when
+/// something else has to be written or the chunk ends, instead of a copy
+/// per token.
+struct Sink<'a> {
+    out: &'a mut Vec<u8>,
+    chunk: &'a [u8],
+    /// The chunk's bytes `from..to` are to be sent next.
+    from: usize,
+    to: usize,
+}
+
+impl<'a> Sink<'a> {
+    fn new(out: &'a mut Vec<u8>, chunk: &'a [u8]) -> Self {
+        Self {
+            out,
+            chunk,
+            from: 0,
+            to: 0,
+        }
+    }
+
+    /// The chunk's bytes `a..b` are sent next.
+    fn pass(&mut self, a: usize, b: usize) {
+        if a != self.to {
+            self.flush();
+            self.from = a;
+        }
+        self.to = b;
+    }
+
+    /// Copies the noted bytes.
+    fn flush(&mut self) {
+        if let Some(bytes) = self.chunk.get(self.from..self.to) {
+            self.out.extend_from_slice(bytes);
+        }
+        self.from = self.to;
+    }
+
+    /// The output, to write something that is not the chunk's own bytes.
+    fn out(&mut self) -> &mut Vec<u8> {
+        self.flush();
+        self.out
     }
 }
 
