@@ -4,14 +4,16 @@
 //!     cargo build --release -p sluice-policy --example json_mask
 //!     valgrind --tool=callgrind target/release/examples/json_mask
 //!
-//! An argument `masks` uses the masks without the detectors; a second one
-//! sets the size in bytes.
+//! An argument `masks` uses the masks without the detectors; `address`
+//! puts an email address in every note, as `bench/http.sh`'s document does,
+//! for the email detector to find; a second one sets the size in bytes.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use sluice_policy::{HttpRequest, Policy, PolicySet, Subject};
 
-/// The same documents as `customers()` in `benches/http.rs`.
-fn customers(size: usize) -> Vec<u8> {
+/// The same documents as `customers()` in `benches/http.rs`; with
+/// `address`, each note ends in an email address.
+fn customers(size: usize, address: bool) -> Vec<u8> {
     let mut out = b"{\"data\": [".to_vec();
     let mut i = 0u64;
     while out.len() < size {
@@ -23,9 +25,14 @@ fn customers(size: usize) -> Vec<u8> {
                 "{{\"id\": {i}, \"name\": \"Customer {i}\", \"email\": \"customer{i}@example.com\", \
                  \"card_number\": \"4111111111111111\", \"api_key\": \"sk_live_{i:016}\", \
                  \"balance\": {}.{:02}, \"active\": true, \"tags\": [\"retail\", \"eu\"], \
-                 \"note\": \"prefers contact in the morning; account opened in 2021\"}}",
+                 \"note\": \"prefers contact in the morning; account opened in 2021{}\"}}",
                 i * 7 % 1000,
-                i % 100
+                i % 100,
+                if address {
+                    format!("; backup contact backup{i}@corpmail.example")
+                } else {
+                    String::new()
+                }
             )
             .as_bytes(),
         );
@@ -62,7 +69,7 @@ fn main() {
         body: None,
     };
     let plan = set.decide_http(&subject, &request).response;
-    let doc = customers(size);
+    let doc = customers(size, mode == "address");
     let mut out = Vec::with_capacity(doc.len());
     let mut m = plan.json_masker();
     for c in doc.chunks(64 * 1024) {
