@@ -321,13 +321,22 @@ impl Selectors {
                     *slot = p & deep;
                 }
             }
-            _ => {
-                let named = named.unwrap_or(&[]);
-                for (i, ((slot, p), deep)) in row.iter_mut().zip(parent).zip(&self.deep).enumerate()
-                {
-                    let takes =
-                        self.any.get(i).copied().unwrap_or(0) | named.get(i).copied().unwrap_or(0);
-                    *slot = (p & deep) | ((p & takes) << 1);
+            Some(named) => {
+                // One entry per selector in each (the bound spares the
+                // loop its checks).
+                let n = row.len().min(parent.len()).min(self.deep.len());
+                let n = n.min(self.any.len()).min(named.len());
+                for i in 0..n {
+                    let p = parent[i];
+                    row[i] = (p & self.deep[i]) | ((p & (self.any[i] | named[i])) << 1);
+                }
+            }
+            None => {
+                let n = row.len().min(parent.len()).min(self.deep.len());
+                let n = n.min(self.any.len());
+                for i in 0..n {
+                    let p = parent[i];
+                    row[i] = (p & self.deep[i]) | ((p & self.any[i]) << 1);
                 }
             }
         }
