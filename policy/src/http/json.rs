@@ -279,15 +279,21 @@ impl JsonMasker {
                     continue;
                 }
                 State::Lit(word, at) => {
-                    if word.get(usize::from(at)) != Some(&b) {
+                    // As much of the rest of the word as the chunk holds, at once.
+                    let rest = word.get(usize::from(at)..).unwrap_or(&[]);
+                    let n = rest.len().min(chunk.len() - i);
+                    if chunk.get(i..i + n) != rest.get(..n) {
                         return Err(HttpMaskError::Invalid("bad literal"));
                     }
-                    self.buf.push(b);
-                    i += 1;
-                    if usize::from(at) + 1 == word.len() {
-                        self.end_literal(out);
+                    let start = i;
+                    i += n;
+                    if n == rest.len() {
+                        // Begun at `start - 1` (by `value`) in this chunk?
+                        let span = (at == 1 && start > 0).then(|| (start - 1, i));
+                        self.end_literal(word, span, out);
                     } else {
-                        self.state = State::Lit(word, at + 1);
+                        self.state =
+                            State::Lit(word, at.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)));
                     }
                     continue;
                 }
@@ -428,8 +434,6 @@ impl JsonMasker {
                     b'f' => b"false",
                     _ => b"null",
                 };
-                self.buf.clear();
-                self.buf.push(b);
                 self.state = State::Lit(word, 1);
             }
             _ => return Err(HttpMaskError::Invalid("expected a value")),
@@ -687,16 +691,16 @@ impl JsonMasker {
         Ok(())
     }
 
-    fn end_literal(&mut self, out: &mut Sink<'_>) {
-        let raw = std::mem::take(&mut self.buf);
-        match self.mask {
+    /// `true`, `false` or `null` (`word`) is complete, at `span` in the
+    /// chunk if all of it is there.
+    fn end_literal(&mut self, word: &[u8], span: Option<(usize, usize)>, out: &mut Sink<'_>) {
+        match (self.mask, span) {
             // Null has nothing to hide; booleans carry no data to detect.
-            Some(_) if raw == b"null" => out.out().extend_from_slice(b"null"),
-            Some(m) => self.apply_mask(m, &raw, out),
-            None => self.emit(out, &raw),
+            (Some(_), _) if word == b"null" => out.out().extend_from_slice(b"null"),
+            (Some(m), _) => self.apply_mask(m, word, out),
+            (None, Some((a, b))) => self.pass(out, a, b),
+            (None, None) => self.emit(out, word),
         }
-        self.buf = raw;
-        self.buf.clear();
         self.value_done();
     }
 
