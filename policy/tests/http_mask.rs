@@ -404,3 +404,23 @@ fn keys_are_matched_decoded_and_lookalikes_are_not() {
         r#"{"api\u005fkey": "****", "api-key": "k2", "apI_key": "k3", "card_number": "****1111"}"#
     );
 }
+
+#[test]
+fn literals_split_anywhere_are_read_alike() {
+    let p = plan();
+    for (doc, ok) in [
+        (r#"[true, false, null, {"ok": true}]"#, true),
+        ("[trXe]", false),
+        ("[fals]", false),
+        ("[nulL]", false),
+        ("[truefalse]", false),
+    ] {
+        let whole = mask(&p, doc);
+        assert_eq!(whole.is_ok(), ok, "{doc}");
+        for at in 0..=doc.len() {
+            let (a, b) = doc.as_bytes().split_at(at);
+            let split = mask_chunks(&p, &[a, b]).map(|o| String::from_utf8(o).unwrap());
+            assert_eq!(split, whole, "{doc} split at {at}");
+        }
+    }
+}
