@@ -367,3 +367,60 @@ proptest! {
         let _ = mask_chunks(&p, &[&bytes[..cut], &bytes[cut..]]);
     }
 }
+
+#[test]
+fn counts_are_current_after_every_push() {
+    let p = plan();
+    let mut m = p.json_masker();
+    let mut out = Vec::new();
+    m.push(
+        br#"{"data": [{"email": "a@b.io", "card_number": "411111"#,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(m.counts().get("json:p:$.data[*].email"), Some(&1));
+    assert_eq!(m.counts().get("json:p:$..card_number"), None, "still held");
+    m.push(
+        br#"1111111111"}, {"email": "c@d.io", "note": "x@y.io"}]}"#,
+        &mut out,
+    )
+    .unwrap();
+    m.finish(&mut out).unwrap();
+    let c = m.counts();
+    assert_eq!(c["json:p:$.data[*].email"], 2);
+    assert_eq!(c["json:p:$..card_number"], 1);
+    assert_eq!(c["detector:email"], 1);
+}
+
+#[test]
+fn keys_are_matched_decoded_and_lookalikes_are_not() {
+    let p = plan();
+    // `api\u005fkey` is `api_key`; `api-key` and `apI_key` (same length)
+    // are other keys; the detectors still see their values.
+    let doc = br#"{"api\u005fkey": "k1", "api-key": "k2", "apI_key": "k3", "card_number": 4111111111111111}"#;
+    let out = String::from_utf8(mask_chunks(&p, &[doc]).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        r#"{"api\u005fkey": "****", "api-key": "k2", "apI_key": "k3", "card_number": "****1111"}"#
+    );
+}
+
+#[test]
+fn literals_split_anywhere_are_read_alike() {
+    let p = plan();
+    for (doc, ok) in [
+        (r#"[true, false, null, {"ok": true}]"#, true),
+        ("[trXe]", false),
+        ("[fals]", false),
+        ("[nulL]", false),
+        ("[truefalse]", false),
+    ] {
+        let whole = mask(&p, doc);
+        assert_eq!(whole.is_ok(), ok, "{doc}");
+        for at in 0..=doc.len() {
+            let (a, b) = doc.as_bytes().split_at(at);
+            let split = mask_chunks(&p, &[a, b]).map(|o| String::from_utf8(o).unwrap());
+            assert_eq!(split, whole, "{doc} split at {at}");
+        }
+    }
+}

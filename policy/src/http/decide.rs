@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::compile::{HttpRule, HttpRules, KNOWN_METHODS, NEVER_FORWARDED, is_method};
+use super::jsonpath::Selectors;
 use super::model::{HttpDefault, OtherContent, QueryAudit};
 use super::path::{NormalPath, parse_path};
 use super::query::parse_query;
@@ -228,6 +229,7 @@ fn plan(applicable: &[(&Policy, &HttpRules)]) -> ResponsePlan {
         }
     }
     plan.other = Some(other);
+    plan.selectors = Selectors::new(plan.masks.iter().map(|m| &m.path));
     ResponsePlan(Arc::new(plan))
 }
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::jsonpath::Elem;
+use super::jsonpath::{ElemRef, Progress, Selectors};
 use super::response::Plan;
 use crate::mask::Mask;
 use crate::mask::detect::Hit;
@@ -49,7 +49,8 @@ pub enum HttpMaskError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
     Object,
-    Array,
+    /// The index of the element being read.
+    Array(u64),
 }
 
 /// Inside a string: where an escape is.
@@ -95,9 +96,19 @@ pub struct JsonMasker {
     counts: BTreeMap<String, u64>,
     state: State,
     stack: Vec<Frame>,
-    path: Vec<Elem>,
+    /// How far each mask's selector matches the path, one row of
+    /// `plan.masks.len()` per depth (row 0 the root, row `d` the element
+    /// being read at depth `d`): each element costs one step per selector
+    /// when it is entered, instead of a walk of the whole path per value.
+    /// Rows inside a masked container are not kept up to date, and rows
+    /// deeper than the current depth are left over (kept, so the vector
+    /// grows only with the deepest nesting seen).
+    progress: Vec<Progress>,
     /// The held-back value or key (raw bytes, quotes included for strings).
     buf: Vec<u8>,
+    /// Whether the string held in `buf` has an escape (else it need not be
+    /// decoded).
+    escaped: bool,
     /// The mask of the value being read, if any.
     mask: Option<usize>,
     /// Depth at which a masked container started: nothing is sent until
@@ -106,6 +117,13 @@ pub struct JsonMasker {
     hits: Vec<Hit>,
     /// Scratch for a count's name.
     key: String,
+    /// Scratch for a masked value before it is encoded.
+    scratch: Vec<u8>,
+    /// Values masked per rule since the counts were last brought up to
+    /// date: a counter per value instead of a map look-up per value.
+    rule_counts: Vec<u64>,
+    /// Finds per detector of each entry of `plan.detectors`, likewise.
+    detector_counts: Vec<Vec<u64>>,
     /// The error returned, once one was.
     error: Option<HttpMaskError>,
 }
@@ -117,18 +135,48 @@ impl JsonMasker {
         } else {
             (State::Value, None)
         };
+        let progress = vec![Selectors::START; plan.masks.len()];
+        let rule_counts = vec![0; plan.masks.len()];
+        let detector_counts = plan
+            .detectors
+            .iter()
+            .map(|m| vec![0; m.detectors.len()])
+            .collect();
         Self {
             plan,
             counts: BTreeMap::new(),
             state,
             stack: Vec::new(),
-            path: Vec::new(),
+            progress,
             buf: Vec::new(),
+            escaped: false,
             mask: None,
             suppress: None,
             hits: Vec::new(),
             key: String::new(),
+            scratch: Vec::new(),
+            rule_counts,
+            detector_counts,
             error,
+        }
+    }
+
+    /// Adds the pending per-rule and per-detector counters to `counts`.
+    fn flush_counts(&mut self) {
+        for (rule, n) in self.plan.masks.iter().zip(&mut self.rule_counts) {
+            if *n > 0 {
+                add(&mut self.counts, &rule.counter, std::mem::take(n));
+            }
+        }
+        for (m, ns) in self.plan.detectors.iter().zip(&mut self.detector_counts) {
+            for (i, n) in ns.iter_mut().enumerate() {
+                if *n > 0 {
+                    self.key.clear();
+                    self.key.push_str("detector:");
+                    self.key.push_str(m.detectors.name(i));
+                    add(&mut self.counts, &self.key, std::mem::take(n));
+                }
+            }
         }
     }
 
@@ -150,7 +198,11 @@ impl JsonMasker {
         if let Some(e) = self.failed() {
             return Err(e);
         }
-        self.run(chunk, out).map_err(|e| self.fail(e))
+        let mut sink = Sink::new(out, chunk);
+        let r = self.run(chunk, &mut sink);
+        sink.flush();
+        self.flush_counts();
+        r.map_err(|e| self.fail(e))
     }
 
     /// Ends the body, appending what is left to `out`.
@@ -159,7 +211,11 @@ impl JsonMasker {
             return Err(e);
         }
         if self.state == State::Num {
-            self.end_number(out).map_err(|e| self.fail(e))?;
+            let mut sink = Sink::new(out, &[]);
+            let r = self.end_number(&mut sink);
+            sink.flush();
+            self.flush_counts();
+            r.map_err(|e| self.fail(e))?;
         }
         match self.state {
             State::End => Ok(()),
@@ -168,18 +224,29 @@ impl JsonMasker {
     }
 
     /// Values masked so far, by rule (`json:<policy>:<path>`) and detector
-    /// (`detector:<name>`).
+    /// (`detector:<name>`), up to date after every [`JsonMasker::push`] and
+    /// [`JsonMasker::finish`].
     pub fn counts(&self) -> &BTreeMap<String, u64> {
         &self.counts
     }
 
-    fn emit(&self, out: &mut Vec<u8>, bytes: &[u8]) {
+    /// Writes `bytes` (not the chunk's own) unless a masked container is
+    /// being read.
+    fn emit(&self, out: &mut Sink<'_>, bytes: &[u8]) {
         if self.suppress.is_none() {
-            out.extend_from_slice(bytes);
+            out.out().extend_from_slice(bytes);
         }
     }
 
-    fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// Sends the chunk's bytes `a..b` on unchanged unless a masked
+    /// container is being read.
+    fn pass(&self, out: &mut Sink<'_>, a: usize, b: usize) {
+        if self.suppress.is_none() {
+            out.pass(a, b);
+        }
+    }
+
+    fn run(&mut self, chunk: &[u8], out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         let mut i = 0;
         while i < chunk.len() {
             let b = chunk[i];
@@ -198,6 +265,12 @@ impl JsonMasker {
                     if self.buf.len() + (i - start) > MAX_NUMBER {
                         return Err(HttpMaskError::TooLong);
                     }
+                    if i < chunk.len() && start > 0 && self.buf.len() == 1 {
+                        // Begun at `start - 1` (by `value`) and ended in
+                        // this chunk: read in place, without a copy.
+                        self.number_done(&chunk[start - 1..i], Some((start - 1, i)), out)?;
+                        continue;
+                    }
                     self.buf.extend_from_slice(&chunk[start..i]);
                     if i < chunk.len() {
                         // The byte ends the number and is read again.
@@ -206,15 +279,21 @@ impl JsonMasker {
                     continue;
                 }
                 State::Lit(word, at) => {
-                    if word.get(usize::from(at)) != Some(&b) {
+                    // As much of the rest of the word as the chunk holds, at once.
+                    let rest = word.get(usize::from(at)..).unwrap_or(&[]);
+                    let n = rest.len().min(chunk.len() - i);
+                    if chunk.get(i..i + n) != rest.get(..n) {
                         return Err(HttpMaskError::Invalid("bad literal"));
                     }
-                    self.buf.push(b);
-                    i += 1;
-                    if usize::from(at) + 1 == word.len() {
-                        self.end_literal(out);
+                    let start = i;
+                    i += n;
+                    if n == rest.len() {
+                        // Begun at `start - 1` (by `value`) in this chunk?
+                        let span = (at == 1 && start > 0).then(|| (start - 1, i));
+                        self.end_literal(word, span, out);
                     } else {
-                        self.state = State::Lit(word, at + 1);
+                        self.state =
+                            State::Lit(word, at.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)));
                     }
                     continue;
                 }
@@ -223,37 +302,42 @@ impl JsonMasker {
             }
             if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
                 let start = i;
+                i += 1;
                 while i < chunk.len() && matches!(chunk[i], b' ' | b'\t' | b'\n' | b'\r') {
                     i += 1;
                 }
-                self.emit(out, &chunk[start..i]);
+                self.pass(out, start, i);
                 continue;
             }
             i += 1;
             match self.state {
-                State::Value => self.value(b, out)?,
-                State::ArrayFirst if b == b']' => self.close(Frame::Array, out)?,
-                State::ArrayFirst => self.value(b, out)?,
-                State::ObjectFirst if b == b'}' => self.close(Frame::Object, out)?,
+                State::ArrayFirst if b == b']' => self.close(false, i - 1, out)?,
+                State::Value | State::ArrayFirst => {
+                    self.value(b, i - 1, out)?;
+                    if let State::Str { key, held, esc } = self.state {
+                        // Straight into the string, without a trip round
+                        // the loop.
+                        i = self.string(chunk, i, key, held, esc, out)?;
+                    }
+                }
+                State::ObjectFirst if b == b'}' => self.close(true, i - 1, out)?,
                 State::ObjectFirst | State::Key if b == b'"' => {
-                    let held = self.suppress.is_none();
+                    // A key is held only to match the mask selectors.
+                    let held = self.suppress.is_none() && !self.plan.masks.is_empty();
                     if held {
                         self.buf.clear();
                         self.buf.push(b);
+                        self.escaped = false;
                     } else {
-                        self.emit(out, b"\"");
+                        self.pass(out, i - 1, i);
                     }
-                    self.state = State::Str {
-                        key: true,
-                        held,
-                        esc: Esc::None,
-                    };
+                    i = self.string(chunk, i, true, held, Esc::None, out)?;
                 }
                 State::Colon if b == b':' => {
-                    self.emit(out, b":");
+                    self.pass(out, i - 1, i);
                     self.state = State::Value;
                 }
-                State::After => self.after(b, out)?,
+                State::After => self.after(b, i - 1, out)?,
                 State::End => return Err(HttpMaskError::Invalid("data after the document")),
                 _ => return Err(HttpMaskError::Invalid("unexpected character")),
             }
@@ -264,12 +348,15 @@ impl JsonMasker {
     /// The mask of the value at the current path: the most restrictive of
     /// the rules selecting it.
     fn mask_here(&self) -> Option<usize> {
-        if self.suppress.is_some() || self.plan.masks.is_empty() {
+        let n = self.plan.masks.len();
+        if self.suppress.is_some() || n == 0 {
             return None;
         }
+        let at = self.stack.len() * n;
+        let row = self.progress.get(at..at + n)?;
         let mut best: Option<usize> = None;
-        for (i, m) in self.plan.masks.iter().enumerate() {
-            if m.path.matches(&self.path)
+        for (i, (m, p)) in self.plan.masks.iter().zip(row).enumerate() {
+            if self.plan.selectors.accepts(i, *p)
                 && best.is_none_or(|b| rank(&m.mask) < rank(&self.plan.masks[b].mask))
             {
                 best = Some(i);
@@ -278,12 +365,25 @@ impl JsonMasker {
         best
     }
 
+    /// The element at the current depth is now `e`: its row of
+    /// [`JsonMasker::progress`] follows from its parent's.
+    fn enter(&mut self, e: ElemRef<'_>) {
+        let n = self.plan.masks.len();
+        let depth = self.stack.len();
+        if n == 0 || depth == 0 || self.suppress.is_some() {
+            return;
+        }
+        let (parents, row) = self.progress.split_at_mut(depth * n);
+        let parent = &parents[(depth - 1) * n..];
+        self.plan.selectors.advance(parent, e, row);
+    }
+
     fn detects(&self) -> bool {
         self.suppress.is_none() && !self.plan.detectors.is_empty()
     }
 
-    /// The first byte of a value.
-    fn value(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// The first byte of a value, at `at` in the chunk.
+    fn value(&mut self, b: u8, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         self.mask = self.mask_here();
         match b {
             b'"' => {
@@ -291,8 +391,9 @@ impl JsonMasker {
                 if held {
                     self.buf.clear();
                     self.buf.push(b);
+                    self.escaped = false;
                 } else {
-                    self.emit(out, b"\"");
+                    self.pass(out, at, at + 1);
                 }
                 self.state = State::Str {
                     key: false,
@@ -307,14 +408,18 @@ impl JsonMasker {
                 if let Some(m) = self.mask {
                     self.suppress = Some((self.stack.len(), m));
                 }
-                self.emit(out, &[b]);
+                self.pass(out, at, at + 1);
+                let n = self.plan.masks.len();
+                let rows = (self.stack.len() + 2) * n;
+                if self.progress.len() < rows {
+                    self.progress.resize(rows, 0);
+                }
                 if b == b'{' {
                     self.stack.push(Frame::Object);
-                    self.path.push(Elem::Key(String::new()));
                     self.state = State::ObjectFirst;
                 } else {
-                    self.stack.push(Frame::Array);
-                    self.path.push(Elem::Index(0));
+                    self.stack.push(Frame::Array(0));
+                    self.enter(ElemRef::Index(0));
                     self.state = State::ArrayFirst;
                 }
             }
@@ -329,8 +434,6 @@ impl JsonMasker {
                     b'f' => b"false",
                     _ => b"null",
                 };
-                self.buf.clear();
-                self.buf.push(b);
                 self.state = State::Lit(word, 1);
             }
             _ => return Err(HttpMaskError::Invalid("expected a value")),
@@ -338,45 +441,49 @@ impl JsonMasker {
         Ok(())
     }
 
-    /// After a value: a separator, a closing bracket or the end.
-    fn after(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    /// After a value: a separator, a closing bracket or the end (`b`, at
+    /// `at` in the chunk).
+    fn after(&mut self, b: u8, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         match (b, self.stack.last()) {
             (b',', Some(Frame::Object)) => {
-                self.emit(out, b",");
+                self.pass(out, at, at + 1);
                 self.state = State::Key;
             }
-            (b',', Some(Frame::Array)) => {
-                self.emit(out, b",");
-                if let Some(Elem::Index(n)) = self.path.last_mut() {
-                    *n += 1;
+            (b',', Some(&Frame::Array(i))) => {
+                self.pass(out, at, at + 1);
+                if let Some(Frame::Array(n)) = self.stack.last_mut() {
+                    *n = i + 1;
                 }
+                self.enter(ElemRef::Index(i + 1));
                 self.state = State::Value;
             }
-            (b']', Some(Frame::Array)) => self.close(Frame::Array, out)?,
-            (b'}', Some(Frame::Object)) => self.close(Frame::Object, out)?,
+            (b']', Some(Frame::Array(_))) => self.close(false, at, out)?,
+            (b'}', Some(Frame::Object)) => self.close(true, at, out)?,
             _ => return Err(HttpMaskError::Invalid("unexpected character after a value")),
         }
         Ok(())
     }
 
-    /// Closes the innermost container.
-    fn close(&mut self, frame: Frame, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
-        if self.stack.pop() != Some(frame) {
-            return Err(HttpMaskError::Invalid("mismatched bracket"));
+    /// Closes the innermost container (an object or an array; its bracket
+    /// at `at` in the chunk).
+    fn close(&mut self, object: bool, at: usize, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
+        match self.stack.pop() {
+            Some(Frame::Object) if object => {}
+            Some(Frame::Array(_)) if !object => {}
+            _ => return Err(HttpMaskError::Invalid("mismatched bracket")),
         }
-        self.path.pop();
-        self.emit(out, if frame == Frame::Object { b"}" } else { b"]" });
+        self.pass(out, at, at + 1);
         if let Some((depth, m)) = self.suppress
             && depth == self.stack.len()
         {
             self.suppress = None;
             let rule = &self.plan.masks[m];
             if rule.mask == Mask::Null {
-                out.extend_from_slice(b"null");
+                out.out().extend_from_slice(b"null");
             } else {
-                encode(REDACTED.as_bytes(), out);
+                encode(REDACTED.as_bytes(), out.out());
             }
-            bump(&mut self.counts, &rule.counter);
+            self.rule_counts[m] += 1;
         }
         self.value_done();
         Ok(())
@@ -400,7 +507,7 @@ impl JsonMasker {
         key: bool,
         held: bool,
         mut esc: Esc,
-        out: &mut Vec<u8>,
+        out: &mut Sink<'_>,
     ) -> Result<usize, HttpMaskError> {
         let start = i;
         let mut closed = false;
@@ -420,7 +527,10 @@ impl JsonMasker {
                         i += 1;
                         break;
                     }
-                    b'\\' => esc = Esc::Backslash,
+                    b'\\' => {
+                        esc = Esc::Backslash;
+                        self.escaped = true;
+                    }
                     0..=0x1f => {
                         return Err(HttpMaskError::Invalid("control character in a string"));
                     }
@@ -451,64 +561,88 @@ impl JsonMasker {
             if self.buf.len() + run.len() > MAX_STRING {
                 return Err(HttpMaskError::TooLong);
             }
+            if closed && self.buf.len() == 1 {
+                // All of it after the opening quote is in this chunk: read
+                // in place, without a copy into `buf`.
+                // With its opening quote when that is in this chunk too.
+                let span = (start > 0).then(|| (start - 1, i));
+                self.end_held(key, &run[..run.len() - 1], span, out);
+                return Ok(i);
+            }
             self.buf.extend_from_slice(run);
         } else {
-            self.emit(out, run);
+            self.pass(out, start, i);
         }
         if !closed {
             self.state = State::Str { key, held, esc };
             return Ok(i);
         }
-        if key {
-            self.end_key(held, out);
-        } else if held {
-            self.end_held_string(out);
+        if held {
+            let raw = std::mem::take(&mut self.buf);
+            self.end_held(key, &raw[1..raw.len() - 1], None, out);
+            self.buf = raw;
+            self.buf.clear();
+        } else if key {
+            self.state = State::Colon;
         } else {
             self.value_done();
         }
         Ok(i)
     }
 
-    fn end_key(&mut self, held: bool, out: &mut Vec<u8>) {
-        let raw = std::mem::take(&mut self.buf);
-        if let Some(Elem::Key(name)) = self.path.last_mut() {
-            name.clear();
-            if held {
-                let inner = &raw[1..raw.len() - 1];
-                name.push_str(&utf8(&decode(inner)));
-            }
+    /// A held key or string value is complete; `inner` is what was between
+    /// its quotes, and `span` where all of it, quotes included, is in the
+    /// chunk (`None`: not all of it is).
+    fn end_held(
+        &mut self,
+        key: bool,
+        inner: &[u8],
+        span: Option<(usize, usize)>,
+        out: &mut Sink<'_>,
+    ) {
+        let decoded = decode(inner, self.escaped);
+        let unchanged = |out: &mut Sink<'_>| match span {
+            Some((a, b)) => out.pass(a, b),
+            None => quoted(inner, out.out()),
+        };
+        if key {
+            self.enter(ElemRef::Key(&decoded));
+            unchanged(out);
+            self.state = State::Colon;
+            return;
         }
-        if held {
-            self.emit(out, &raw);
-        }
-        self.buf = raw;
-        self.buf.clear();
-        self.state = State::Colon;
-    }
-
-    fn end_held_string(&mut self, out: &mut Vec<u8>) {
-        let raw = std::mem::take(&mut self.buf);
-        let inner = &raw[1..raw.len() - 1];
-        let decoded = decode(inner);
         if let Some(m) = self.mask {
             self.apply_mask(m, &decoded, out);
         } else if let Some(v) = self.scrub(&decoded) {
-            encode(&v, out);
+            encode(&v, out.out());
         } else {
-            out.extend_from_slice(&raw);
+            unchanged(out);
         }
-        self.buf = raw;
-        self.buf.clear();
         self.value_done();
     }
 
-    fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Vec<u8>) {
+    fn apply_mask(&mut self, m: usize, value: &[u8], out: &mut Sink<'_>) {
+        let out = out.out();
         let rule = &self.plan.masks[m];
-        match rule.mask.apply(value) {
-            Some(v) => encode(&v, out),
-            None => out.extend_from_slice(b"null"),
+        // Written in place between quotes; re-encoded only if the masked
+        // text needs an escape.
+        let at = out.len();
+        out.push(b'"');
+        if rule.mask.write_to(value, out) {
+            let text = &out[at + 1..];
+            if text.is_ascii() && plain_run(text, 0) == text.len() {
+                out.push(b'"');
+            } else {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(text);
+                out.truncate(at);
+                encode(&self.scratch, out);
+            }
+        } else {
+            out.truncate(at);
+            out.extend_from_slice(b"null");
         }
-        bump(&mut self.counts, &rule.counter);
+        self.rule_counts[m] += 1;
     }
 
     /// The value with every detector's finds replaced, or `None` if none
@@ -518,15 +652,14 @@ impl JsonMasker {
             return None;
         }
         let mut current: Option<Vec<u8>> = None;
-        for m in &self.plan.detectors {
+        for (m, counts) in self.plan.detectors.iter().zip(&mut self.detector_counts) {
             self.hits.clear();
             let input = current.as_deref().unwrap_or(value);
             if let Some(v) = m.detectors.scrub(input, &mut self.hits) {
                 for h in &self.hits {
-                    self.key.clear();
-                    self.key.push_str("detector:");
-                    self.key.push_str(m.detectors.name(h.detector));
-                    bump(&mut self.counts, &self.key);
+                    if let Some(n) = counts.get_mut(h.detector) {
+                        *n += 1;
+                    }
                 }
                 current = Some(v);
             }
@@ -534,75 +667,157 @@ impl JsonMasker {
         current
     }
 
-    fn end_number(&mut self, out: &mut Vec<u8>) -> Result<(), HttpMaskError> {
+    fn end_number(&mut self, out: &mut Sink<'_>) -> Result<(), HttpMaskError> {
         let raw = std::mem::take(&mut self.buf);
-        if !valid_number(&raw) {
-            return Err(HttpMaskError::Invalid("bad number"));
-        }
-        self.end_scalar(&raw, out);
+        let r = self.number_done(&raw, None, out);
         self.buf = raw;
         self.buf.clear();
+        r
+    }
+
+    /// A number is complete: `raw` is all of it, at `span` in the chunk if
+    /// all of it is there.
+    fn number_done(
+        &mut self,
+        raw: &[u8],
+        span: Option<(usize, usize)>,
+        out: &mut Sink<'_>,
+    ) -> Result<(), HttpMaskError> {
+        if !valid_number(raw) {
+            return Err(HttpMaskError::Invalid("bad number"));
+        }
+        self.end_scalar(raw, span, out);
         self.value_done();
         Ok(())
     }
 
-    fn end_literal(&mut self, out: &mut Vec<u8>) {
-        let raw = std::mem::take(&mut self.buf);
-        match self.mask {
+    /// `true`, `false` or `null` (`word`) is complete, at `span` in the
+    /// chunk if all of it is there.
+    fn end_literal(&mut self, word: &[u8], span: Option<(usize, usize)>, out: &mut Sink<'_>) {
+        match (self.mask, span) {
             // Null has nothing to hide; booleans carry no data to detect.
-            Some(_) if raw == b"null" => out.extend_from_slice(b"null"),
-            Some(m) => self.apply_mask(m, &raw, out),
-            None => self.emit(out, &raw),
+            (Some(_), _) if word == b"null" => out.out().extend_from_slice(b"null"),
+            (Some(m), _) => self.apply_mask(m, word, out),
+            (None, Some((a, b))) => self.pass(out, a, b),
+            (None, None) => self.emit(out, word),
         }
-        self.buf = raw;
-        self.buf.clear();
         self.value_done();
     }
 
-    /// A number or boolean: masked to the mask's form (a string, or null),
-    /// or scanned by the detectors (a card number sent as a number).
-    fn end_scalar(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+    /// A number: masked to the mask's form (a string, or null), or scanned
+    /// by the detectors (a card number sent as a number); `span` as for
+    /// [`JsonMasker::number_done`].
+    fn end_scalar(&mut self, raw: &[u8], span: Option<(usize, usize)>, out: &mut Sink<'_>) {
         if let Some(m) = self.mask {
             self.apply_mask(m, raw, out);
         } else if let Some(v) = self.scrub(raw) {
-            encode(&v, out);
+            encode(&v, out.out());
+        } else if let Some((a, b)) = span {
+            self.pass(out, a, b);
         } else {
             self.emit(out, raw);
         }
     }
 }
 
-/// Where the run of plain string bytes (no quote, backslash or control
-/// character) that starts at `i` ends: eight bytes at a time while none of
-/// them is special, then byte by byte.
-fn plain_run(chunk: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Whether any byte of `v` is zero (exact as a yes/no answer).
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    while let Some(block) = chunk.get(i..i + 8) {
-        let mut eight = [0u8; 8];
-        eight.copy_from_slice(block);
-        let x = u64::from_le_bytes(eight);
-        // A byte below 0x20 (exact as a yes/no answer, like `zero`).
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-        if control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0 {
-            break;
-        }
-        i += 8;
-    }
-    while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
-        i += 1;
-    }
-    i
+/// Where a chunk's output goes: bytes of the chunk sent on unchanged (most
+/// of a body) are only noted as a range, and copied in one piece when
+/// something else has to be written or the chunk ends, instead of a copy
+/// per token.
+struct Sink<'a> {
+    out: &'a mut Vec<u8>,
+    chunk: &'a [u8],
+    /// The chunk's bytes `from..to` are to be sent next.
+    from: usize,
+    to: usize,
 }
 
-/// Counts one more under `name`, allocating only for a name not seen yet.
-fn bump(counts: &mut BTreeMap<String, u64>, name: &str) {
+impl<'a> Sink<'a> {
+    fn new(out: &'a mut Vec<u8>, chunk: &'a [u8]) -> Self {
+        Self {
+            out,
+            chunk,
+            from: 0,
+            to: 0,
+        }
+    }
+
+    /// The chunk's bytes `a..b` are sent next.
+    fn pass(&mut self, a: usize, b: usize) {
+        if a != self.to {
+            self.flush();
+            self.from = a;
+        }
+        self.to = b;
+    }
+
+    /// Copies the noted bytes.
+    fn flush(&mut self) {
+        if let Some(bytes) = self.chunk.get(self.from..self.to) {
+            self.out.extend_from_slice(bytes);
+        }
+        self.from = self.to;
+    }
+
+    /// The output, to write something that is not the chunk's own bytes.
+    fn out(&mut self) -> &mut Vec<u8> {
+        self.flush();
+        self.out
+    }
+}
+
+/// Where the run of plain string bytes (no quote, backslash or control
+/// character) that starts at `i` ends: eight bytes at a time, the last few
+/// padded with plain bytes, and the first special byte of a block found
+/// from the block's bits rather than byte by byte.
+fn plain_run(chunk: &[u8], mut i: usize) -> usize {
+    loop {
+        let rest = chunk.get(i..).unwrap_or(&[]);
+        let mut eight = [b'a'; 8];
+        let n = if let Some(block) = rest.get(..8) {
+            eight.copy_from_slice(block);
+            8
+        } else if rest.is_empty() {
+            return i;
+        } else {
+            eight[..rest.len()].copy_from_slice(rest);
+            rest.len()
+        };
+        let special = special_bytes(u64::from_le_bytes(eight));
+        if special != 0 {
+            // The lowest flag is exact (see `special_bytes`).
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += n;
+    }
+}
+
+/// The high bit of each byte of `x` (little-endian) that is a quote, a
+/// backslash or a control character, and possibly of bytes above the first
+/// such byte (a borrow carries into them); the lowest bit set is always the
+/// first special byte, and none is set when no byte is special.
+fn special_bytes(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
+}
+
+/// Writes a JSON string's raw contents back between quotes.
+fn quoted(inner: &[u8], out: &mut Vec<u8>) {
+    out.reserve(inner.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(inner);
+    out.push(b'"');
+}
+
+/// Counts `n` more under `name`, allocating only for a name not seen yet.
+fn add(counts: &mut BTreeMap<String, u64>, name: &str, n: u64) {
     match counts.get_mut(name) {
-        Some(n) => *n += 1,
+        Some(c) => *c += n,
         None => {
-            counts.insert(name.to_owned(), 1);
+            counts.insert(name.to_owned(), n);
         }
     }
 }
@@ -665,9 +880,10 @@ fn hex4(s: &[u8]) -> Option<u32> {
 }
 
 /// The bytes a JSON string's contents (between the quotes, already checked)
-/// stand for. A lone surrogate becomes U+FFFD.
-fn decode(inner: &[u8]) -> Cow<'_, [u8]> {
-    if !inner.contains(&b'\\') {
+/// stand for. A lone surrogate becomes U+FFFD. `escaped` is whether the
+/// reader saw a backslash in it: without one there is nothing to decode.
+fn decode(inner: &[u8], escaped: bool) -> Cow<'_, [u8]> {
+    if !escaped {
         return Cow::Borrowed(inner);
     }
     let mut out = Vec::with_capacity(inner.len());
@@ -715,6 +931,15 @@ fn decode(inner: &[u8]) -> Cow<'_, [u8]> {
 /// A JSON string for `value` (bytes that are not UTF-8 become U+FFFD).
 /// Runs of bytes that need no escape are copied whole.
 fn encode(value: &[u8], out: &mut Vec<u8>) {
+    // Printable ASCII without a quote or backslash, the usual masked value,
+    // goes out as it is.
+    if value.is_ascii() && plain_run(value, 0) == value.len() {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value);
+        out.push(b'"');
+        return;
+    }
     let text = utf8(value);
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
@@ -801,7 +1026,8 @@ mod tests {
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, String::from_utf8_lossy(v), "{out:?}");
             // And decoding the escaped form gives the same bytes back.
-            assert_eq!(&*decode(&out[1..out.len() - 1]), back.as_bytes());
+            let inner = &out[1..out.len() - 1];
+            assert_eq!(&*decode(inner, inner.contains(&b'\\')), back.as_bytes());
         }
         let mut out = Vec::new();
         encode(b"\x1f", &mut out);

@@ -152,6 +152,207 @@ impl JsonPath {
     }
 }
 
+/// How far a selector has matched a path prefix, for matching values one
+/// element at a time as a streaming reader meets them: bit `k` is set when
+/// the first `k` steps match the prefix (a selector has at most
+/// [`MAX_STEPS`] steps, so bits 0 to 64 are enough). Matching a value then
+/// costs one [`JsonPath::advance`] per element entered, not a walk of the
+/// whole path per value.
+pub type Progress = u128;
+
+/// One element of a path as [`JsonPath::advance`] takes it: borrowed, so a
+/// streaming reader need not build an [`Elem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemRef<'a> {
+    /// An object member: its key's bytes (JSON escapes decoded; bytes that
+    /// are not UTF-8 stand for U+FFFD, as in [`Elem::Key`]).
+    Key(&'a [u8]),
+    /// An array element.
+    Index(u64),
+}
+
+/// Several selectors compiled for matching one element at a time: the
+/// steps of each are bits of a [`Progress`], so entering an element costs
+/// one look-up of its key among the selectors' key names and a few bit
+/// operations per selector, whatever the selectors' shapes.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    /// Per selector: the bits of its `..key` steps (they may skip
+    /// elements, so their bits stay set).
+    deep: Vec<Progress>,
+    /// Per selector: the bits of its `*` steps.
+    any: Vec<Progress>,
+    /// Per selector: its accepting bit (one past its last step).
+    accept: Vec<Progress>,
+    /// Each key name any step takes (`.key`, `['key']`, `..key`), with the
+    /// bits of those steps per selector.
+    names: Vec<(String, Vec<Progress>)>,
+    /// Each index any step takes (`[n]`), likewise.
+    indexes: Vec<(u64, Vec<Progress>)>,
+    /// Whether a key name holds U+FFFD, which a key that is not UTF-8 may
+    /// stand for: only then is such a key converted before it is looked up.
+    replacement: bool,
+    /// Bit `n` set when some key name is `n` bytes long (bit 63: 63 or
+    /// more): most keys are told apart from every name by their length.
+    lengths: u64,
+    /// Whether some selector has a `*` step.
+    has_any: bool,
+}
+
+impl Selectors {
+    /// Compiles `paths`; selector `i` is the `i`th of them.
+    pub fn new<'a>(paths: impl IntoIterator<Item = &'a JsonPath>) -> Self {
+        let paths: Vec<&JsonPath> = paths.into_iter().collect();
+        let n = paths.len();
+        let mut s = Self {
+            deep: vec![0; n],
+            any: vec![0; n],
+            accept: vec![0; n],
+            names: Vec::new(),
+            indexes: Vec::new(),
+            replacement: false,
+            lengths: 0,
+            has_any: false,
+        };
+        for (i, p) in paths.iter().enumerate() {
+            s.accept[i] = 1 << p.steps.len();
+            for (k, step) in p.steps.iter().enumerate() {
+                let bit: Progress = 1 << k;
+                match step {
+                    Step::Any => s.any[i] |= bit,
+                    Step::Deep(name) | Step::Key(name) => {
+                        if matches!(step, Step::Deep(_)) {
+                            s.deep[i] |= bit;
+                        }
+                        let at = match s.names.iter().position(|(x, _)| x == name) {
+                            Some(at) => at,
+                            None => {
+                                s.names.push((name.clone(), vec![0; n]));
+                                s.names.len() - 1
+                            }
+                        };
+                        s.names[at].1[i] |= bit;
+                    }
+                    Step::Index(x) => {
+                        let at = match s.indexes.iter().position(|(y, _)| y == x) {
+                            Some(at) => at,
+                            None => {
+                                s.indexes.push((*x, vec![0; n]));
+                                s.indexes.len() - 1
+                            }
+                        };
+                        s.indexes[at].1[i] |= bit;
+                    }
+                }
+            }
+        }
+        s.replacement = s.names.iter().any(|(x, _)| x.contains('\u{fffd}'));
+        s.lengths = s.names.iter().fold(0, |l, (x, _)| l | length_bit(x.len()));
+        s.has_any = s.any.iter().any(|a| *a != 0);
+        s
+    }
+
+    /// The bits of the steps named `k`, per selector.
+    fn named(&self, k: &[u8]) -> Option<&[Progress]> {
+        if !self.replacement && self.lengths & length_bit(k.len()) == 0 {
+            return None;
+        }
+        let found = self.names.iter().find(|(x, _)| x.as_bytes() == k);
+        if let Some((_, b)) = found {
+            return Some(b);
+        }
+        if self.replacement && std::str::from_utf8(k).is_err() {
+            let lossy = String::from_utf8_lossy(k);
+            return self
+                .names
+                .iter()
+                .find(|(x, _)| *x == lossy)
+                .map(|(_, b)| b.as_slice());
+        }
+        None
+    }
+
+    /// Number of selectors.
+    pub fn len(&self) -> usize {
+        self.accept.len()
+    }
+
+    /// No selector.
+    pub fn is_empty(&self) -> bool {
+        self.accept.is_empty()
+    }
+
+    /// Each selector's progress at the document's root (the empty path).
+    pub const START: Progress = 1;
+
+    /// Writes to `row` each selector's progress after one more element
+    /// `e`, from `parent`, their progress on its parent's path.
+    #[inline]
+    pub fn advance(&self, parent: &[Progress], e: ElemRef<'_>, row: &mut [Progress]) {
+        // The usual case, told from a key's length alone (or, for an index,
+        // from there being no `[n]` step): an element no step names, and no
+        // `*`; only the `..` steps carry over.
+        let unnamed = match e {
+            ElemRef::Key(k) => !self.replacement && self.lengths & length_bit(k.len()) == 0,
+            ElemRef::Index(_) => self.indexes.is_empty(),
+        };
+        if unnamed && !self.has_any {
+            for ((slot, p), deep) in row.iter_mut().zip(parent).zip(&self.deep) {
+                *slot = p & deep;
+            }
+            return;
+        }
+        self.advance_named(parent, e, row);
+    }
+
+    fn advance_named(&self, parent: &[Progress], e: ElemRef<'_>, row: &mut [Progress]) {
+        let named = match e {
+            ElemRef::Key(k) => self.named(k),
+            ElemRef::Index(i) => self
+                .indexes
+                .iter()
+                .find(|(x, _)| *x == i)
+                .map(|(_, b)| b.as_slice()),
+        };
+        match named {
+            // The usual case: an element no step names, and no `*`.
+            None if !self.has_any => {
+                for ((slot, p), deep) in row.iter_mut().zip(parent).zip(&self.deep) {
+                    *slot = p & deep;
+                }
+            }
+            Some(named) => {
+                // One entry per selector in each (the bound spares the
+                // loop its checks).
+                let n = row.len().min(parent.len()).min(self.deep.len());
+                let n = n.min(self.any.len()).min(named.len());
+                for i in 0..n {
+                    let p = parent[i];
+                    row[i] = (p & self.deep[i]) | ((p & (self.any[i] | named[i])) << 1);
+                }
+            }
+            None => {
+                let n = row.len().min(parent.len()).min(self.deep.len());
+                let n = n.min(self.any.len());
+                for i in 0..n {
+                    let p = parent[i];
+                    row[i] = (p & self.deep[i]) | ((p & self.any[i]) << 1);
+                }
+            }
+        }
+    }
+
+    /// Whether selector `i` selects a value whose path has progress `p`.
+    pub fn accepts(&self, i: usize, p: Progress) -> bool {
+        self.accept.get(i).is_some_and(|a| p & a != 0)
+    }
+}
+
+/// The bit of [`Selectors::lengths`] for a name `n` bytes long.
+fn length_bit(n: usize) -> u64 {
+    1 << n.min(63)
+}
+
 /// A dotted name from byte `at`: up to the next `.` or `[`.
 fn name_at(text: &str, at: usize) -> Result<(String, usize), String> {
     let rest = text.get(at..).unwrap_or("");
@@ -212,6 +413,66 @@ mod tests {
             .collect()
     }
 
+    /// What [`Selectors`] say of `paths` at `path`, element by element.
+    fn stepwise_all(paths: &[JsonPath], path: &[Elem]) -> Vec<bool> {
+        let s = Selectors::new(paths);
+        let mut at = vec![Selectors::START; s.len()];
+        for e in path {
+            let mut next = vec![0; s.len()];
+            let e = match e {
+                Elem::Key(k) => ElemRef::Key(k.as_bytes()),
+                Elem::Index(i) => ElemRef::Index(*i),
+            };
+            s.advance(&at, e, &mut next);
+            at = next;
+        }
+        at.iter()
+            .enumerate()
+            .map(|(i, p)| s.accepts(i, *p))
+            .collect()
+    }
+
+    fn stepwise(p: &JsonPath, path: &[Elem]) -> bool {
+        stepwise_all(std::slice::from_ref(p), path)[0]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stepwise_matching_agrees_with_the_whole_path_walk(
+            steps in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    ".a", ".b", "['a']", "[0]", "[1]", "[*]", ".*", "..a", "..b",
+                ]),
+                0..6,
+            ),
+            elems in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "c", "0", "1", "2"]),
+                0..8,
+            ),
+        ) {
+            let sel = format!("${}", steps.concat());
+            let p = JsonPath::new(&sel).unwrap();
+            let at = path(&elems);
+            proptest::prop_assert_eq!(stepwise(&p, &at), p.matches(&at), "{} at {:?}", sel, elems);
+            // With others compiled alongside, sharing names and indexes.
+            let all: Vec<JsonPath> = [sel.as_str(), "$..a", "$.b[1]", "$[*].a..b", "$"]
+                .iter()
+                .map(|t| JsonPath::new(t).unwrap())
+                .collect();
+            let want: Vec<bool> = all.iter().map(|p| p.matches(&at)).collect();
+            proptest::prop_assert_eq!(stepwise_all(&all, &at), want, "{} at {:?}", sel, elems);
+        }
+    }
+
+    #[test]
+    fn the_longest_selector_fits_the_progress_bits() {
+        let sel = format!("${}", "..a".repeat(MAX_STEPS));
+        let p = JsonPath::new(&sel).unwrap();
+        let at = path(&["a"; MAX_STEPS + 2]);
+        assert!(stepwise(&p, &at) && p.matches(&at));
+        assert!(!stepwise(&p, &at[..MAX_STEPS - 1]) && !p.matches(&at[..MAX_STEPS - 1]));
+    }
+
     #[test]
     fn selectors_match_where_they_should_and_nowhere_else() {
         let cases: &[(&str, &[&str], bool)] = &[
@@ -241,6 +502,7 @@ mod tests {
         for (sel, at, want) in cases {
             let p = JsonPath::new(sel).unwrap();
             assert_eq!(p.matches(&path(at)), *want, "{sel} at {at:?}");
+            assert_eq!(stepwise(&p, &path(at)), *want, "{sel} at {at:?}, stepwise");
         }
     }
 }

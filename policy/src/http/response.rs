@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::json::JsonMasker;
-use super::jsonpath::JsonPath;
+use super::jsonpath::{JsonPath, Selectors};
 use super::model::{HeaderDoc, OtherContent};
 use super::text::TextMasker;
 use crate::mask::{Mask, Masking};
@@ -71,6 +71,8 @@ pub(crate) struct Plan {
     /// Nothing may pass (the request was not allowed).
     pub closed: bool,
     pub masks: Vec<JsonMaskRule>,
+    /// The masks' selectors, compiled together (selector `i` is mask `i`'s).
+    pub selectors: Selectors,
     pub detectors: Vec<Arc<Masking>>,
     /// Lower-case names.
     pub headers: BTreeMap<String, HeaderAction>,

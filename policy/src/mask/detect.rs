@@ -43,9 +43,10 @@ struct Detector {
     name: String,
     regex: Regex,
     check: Check,
-    /// What any match of a built-in needs to find in the value's bytes;
-    /// `None` for custom patterns, which are always run.
-    needs: Option<fn(&Profile<'_>) -> bool>,
+    /// The built-in, whose [`Profile::needs`] says what any match needs to
+    /// find in the value's bytes; `None` for custom patterns, which are
+    /// always run.
+    kind: Option<DetectorKind>,
 }
 
 /// Largest compiled size of one custom pattern, so a policy cannot make the
@@ -57,6 +58,66 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 pub struct Detectors {
     set: RegexSet,
     detectors: Vec<Detector>,
+    /// Each detector's built-in kind (`None` for a custom one), packed
+    /// apart from the compiled patterns so the prefilter's loop over them
+    /// stays in a few cache lines.
+    kinds: Vec<Option<DetectorKind>>,
+    /// With built-ins only, a coarser first test than theirs (see
+    /// [`Gate`]); `None` when a custom detector (always run) is present.
+    gate: Option<Gate>,
+}
+
+/// What a value needs for any of a set of built-ins to match, in one test
+/// of the [`Profile`]'s counts: each built-in's [`Profile::needs`] implies
+/// its term here, so a value the gate turns away could match none of them,
+/// and most values (names, words, amounts, ids) are turned away before any
+/// per-detector test.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    /// Flags any one of which opens it (`@` for email, a secret-key
+    /// character for secret keys).
+    flags: u8,
+    /// The fewest digits that open it, and likewise letters and digits,
+    /// dots and dashes (`u64::MAX`: no detector counts them).
+    digits: u64,
+    alnum: u64,
+    dots: u64,
+    dashes: u64,
+}
+
+impl Gate {
+    fn of(kinds: &[Option<DetectorKind>]) -> Option<Self> {
+        let mut g = Self {
+            flags: 0,
+            digits: u64::MAX,
+            alnum: u64::MAX,
+            dots: u64::MAX,
+            dashes: u64::MAX,
+        };
+        for k in kinds {
+            match (*k)? {
+                DetectorKind::Email => g.flags |= AT,
+                DetectorKind::Card => g.digits = g.digits.min(13),
+                DetectorKind::Ssn => g.digits = g.digits.min(9),
+                DetectorKind::Phone => g.digits = g.digits.min(6),
+                DetectorKind::Iban => g.digits = g.digits.min(2),
+                DetectorKind::AwsAccessKey => g.alnum = 20,
+                DetectorKind::Jwt => g.dots = 2,
+                DetectorKind::PrivateKey => g.dashes = 10,
+                DetectorKind::SecretKey => g.flags |= KEYISH,
+            }
+        }
+        Some(g)
+    }
+
+    /// Whether some built-in of the set may match the value of `p`.
+    fn open(&self, p: &Profile<'_>) -> bool {
+        p.flags & self.flags != 0
+            || p.digits() >= self.digits
+            || p.count(ALNUM) >= self.alnum
+            || p.count(DOT) >= self.dots
+            || p.count(DASH) >= self.dashes
+    }
 }
 
 /// One detector's hits in a value, for audit counts.
@@ -66,7 +127,7 @@ pub struct Hit {
     pub detector: usize,
 }
 
-type Builtin = (&'static str, &'static str, Check, fn(&Profile<'_>) -> bool);
+type Builtin = (&'static str, &'static str, Check);
 
 fn builtin(kind: DetectorKind) -> Builtin {
     match kind {
@@ -74,49 +135,38 @@ fn builtin(kind: DetectorKind) -> Builtin {
             "email",
             r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
             Check::None,
-            |p| p.email(),
         ),
-        DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn, |p| {
-            p.digits() >= 13
-        }),
-        DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None, |p| {
-            p.digits() >= 9
-        }),
+        DetectorKind::Card => ("card", r"\b\d(?:[ \-]?\d){12,18}\b", Check::Luhn),
+        DetectorKind::Ssn => ("ssn", r"\b\d{3}[\- ]\d{2}[\- ]\d{4}\b", Check::None),
         DetectorKind::Phone => (
             "phone",
             r"(?:\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){2,4}\b|\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b|\b\d{3}[.\-]\d{3}[.\-]\d{4}\b)",
             Check::None,
-            |p| p.phone(),
         ),
         DetectorKind::Iban => (
             "iban",
             r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
             Check::Iban,
-            |p| p.iban(),
         ),
         DetectorKind::AwsAccessKey => (
             "aws_access_key",
             r"(?i)\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
             Check::None,
-            |p| p.aws_key(),
         ),
         DetectorKind::Jwt => (
             "jwt",
             r"(?i)\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
             Check::None,
-            |p| p.jwt(),
         ),
         DetectorKind::PrivateKey => (
             "private_key",
             r"(?s)-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|\z)",
             Check::None,
-            |p| p.private_key(),
         ),
         DetectorKind::SecretKey => (
             "secret_key",
             r"(?i)(?:sk_live_|sk_test_|rk_live_|rk_test_|pk_live_|whsec_|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|xox[abposr]-|glpat-|npm_|AIza)[A-Za-z0-9_\-]{6,}",
             Check::None,
-            |p| p.secret_key(),
         ),
     }
 }
@@ -132,14 +182,14 @@ impl Detectors {
         kinds.dedup();
         let mut detectors = Vec::new();
         for k in kinds {
-            let (name, pattern, check, needs) = builtin(k);
+            let (name, pattern, check) = builtin(k);
             #[allow(clippy::expect_used)]
             let regex = Regex::new(pattern).expect("built-in detector patterns compile");
             detectors.push(Detector {
                 name: name.to_owned(),
                 regex,
                 check,
-                needs: Some(needs),
+                kind: Some(k),
             });
         }
         for (index, c) in custom.iter().enumerate() {
@@ -161,7 +211,7 @@ impl Detectors {
                 name: c.name.clone(),
                 regex,
                 check: Check::None,
-                needs: None,
+                kind: None,
             });
         }
         let set = RegexSet::new(detectors.iter().map(|d| d.regex.as_str())).map_err(|e| {
@@ -171,7 +221,14 @@ impl Detectors {
                 message: e.to_string(),
             }
         })?;
-        Ok(Self { set, detectors })
+        let kinds: Vec<Option<DetectorKind>> = detectors.iter().map(|d| d.kind).collect();
+        let gate = Gate::of(&kinds);
+        Ok(Self {
+            set,
+            detectors,
+            kinds,
+            gate,
+        })
     }
 
     /// No detector at all.
@@ -203,10 +260,13 @@ impl Detectors {
         let Some(profile) = Profile::of(value) else {
             return self.scan(value);
         };
+        if self.gate.is_some_and(|g| !g.open(&profile)) {
+            return Vec::new();
+        }
         let mut candidates = [0usize; DIRECT_MAX];
         let mut n = 0;
-        for (i, d) in self.detectors.iter().enumerate() {
-            if d.needs.is_none_or(|needs| needs(&profile)) {
+        for (i, kind) in self.kinds.iter().enumerate() {
+            if kind.is_none_or(|k| profile.needs(k)) {
                 if n == DIRECT_MAX {
                     return self.scan(value);
                 }
@@ -255,6 +315,7 @@ impl Detectors {
     /// The value with every detected span replaced by `[name]`, or `None`
     /// when nothing was found (the value goes out unchanged). `hits` gets one
     /// entry per replaced span.
+    #[inline]
     pub fn scrub(&self, value: &[u8], hits: &mut Vec<Hit>) -> Option<Vec<u8>> {
         let spans = self.spans(value);
         if spans.is_empty() {
@@ -302,7 +363,7 @@ impl Detectors {
         };
         self.detectors
             .iter()
-            .any(|d| d.needs.is_none_or(|needs| needs(&p)))
+            .any(|d| d.kind.is_none_or(|k| p.needs(k)))
     }
 }
 
@@ -401,6 +462,22 @@ impl<'a> Profile<'a> {
         })
     }
 
+    /// Whether the value holds what any match of the built-in `kind` needs
+    /// (a necessary condition, not a sufficient one).
+    fn needs(&self, kind: DetectorKind) -> bool {
+        match kind {
+            DetectorKind::Email => self.email(),
+            DetectorKind::Card => self.digits() >= 13,
+            DetectorKind::Ssn => self.digits() >= 9,
+            DetectorKind::Phone => self.phone(),
+            DetectorKind::Iban => self.iban(),
+            DetectorKind::AwsAccessKey => self.aws_key(),
+            DetectorKind::Jwt => self.jwt(),
+            DetectorKind::PrivateKey => self.private_key(),
+            DetectorKind::SecretKey => self.secret_key(),
+        }
+    }
+
     fn count(&self, lane: u64) -> u64 {
         (self.counts / lane) & 0xff
     }
@@ -437,11 +514,10 @@ impl<'a> Profile<'a> {
 
     /// AWS access key ids: 20 letters and digits in a row.
     fn aws_key(&self) -> bool {
-        self.count(ALNUM) >= 20
-            && self
-                .value
-                .split(|b| !b.is_ascii_alphanumeric())
-                .any(|run| run.len() >= 20)
+        if self.count(ALNUM) < 20 {
+            return false;
+        }
+        has_alnum_run(self.value, 20)
     }
 
     /// JWTs: `eyJ…` twice, each part ended by a dot.
@@ -471,6 +547,32 @@ impl<'a> Profile<'a> {
                 .windows(4)
                 .any(|w| w.eq_ignore_ascii_case(b"aiza")))
     }
+}
+
+/// Whether `v` holds `n` (at least 1) ASCII letters and digits in a row.
+/// Any such run covers one of the places `n - 1`, `2n - 1`, ...: only the
+/// runs through those places are measured, so prose (short words) costs
+/// about one look per `n` bytes instead of one per byte.
+fn has_alnum_run(v: &[u8], n: usize) -> bool {
+    let alnum = |i: usize| v.get(i).is_some_and(u8::is_ascii_alphanumeric);
+    let mut at = n.saturating_sub(1);
+    while at < v.len() {
+        if alnum(at) {
+            let mut start = at;
+            while start > 0 && alnum(start - 1) {
+                start -= 1;
+            }
+            let mut end = at + 1;
+            while end - start < n && alnum(end) {
+                end += 1;
+            }
+            if end - start >= n {
+                return true;
+            }
+        }
+        at += n.max(1);
+    }
+    false
 }
 
 /// The last two letters (lower case) before the first `_` or `-` of every
@@ -724,7 +826,32 @@ mod tests {
             ),
         ) {
             static ALL_DETECTORS: std::sync::LazyLock<Detectors> = std::sync::LazyLock::new(all);
-            prefilter_agrees(&ALL_DETECTORS, &pieces.concat());
+            // Each built-in alone too: the gate then opens on its term only.
+            static EACH: std::sync::LazyLock<Vec<Detectors>> = std::sync::LazyLock::new(|| {
+                ALL.iter().map(|k| Detectors::new(&[*k], &[]).unwrap()).collect()
+            });
+            let v = pieces.concat();
+            prefilter_agrees(&ALL_DETECTORS, &v);
+            for d in EACH.iter() {
+                prefilter_agrees(d, &v);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn alnum_runs_are_found_as_a_byte_by_byte_count_finds_them(
+            v in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"aZ09 .-_\xff".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..80,
+            ),
+            n in 1usize..25,
+        ) {
+            let naive = v.split(|b| !b.is_ascii_alphanumeric()).any(|r| r.len() >= n);
+            proptest::prop_assert_eq!(has_alnum_run(&v, n), naive);
         }
     }
 
