@@ -733,6 +733,46 @@ async fn an_https_upstream_is_verified_and_spoken_to_over_http2() {
     assert!(!log.contains("/anything/unverified"), "{log}");
 }
 
+/// A verified client asking for a target that does not exist is refused,
+/// over either protocol, and the attempt is a session of its own: who
+/// asked, for which name, ended at once with the reason.
+#[tokio::test]
+async fn asking_for_an_unknown_target_is_refused_and_recorded() {
+    let n = Node::start(false, &[]).await;
+    let api = n.gw.api();
+    let (status, headers, body) = n
+        .send(&n.token(), "GET", "no-such-api", "/x", None)
+        .await
+        .unwrap();
+    assert_problem(status, &headers, &body, 404);
+    let e = sluice_e2e::gateway::connect(&n.gw.config("no-such-db", "e2e-unknown"))
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
+
+    for (target, protocol) in [("no-such-api", "http"), ("no-such-db", "postgres")] {
+        let s = eventually(Duration::from_secs(20), || async {
+            api.sessions()
+                .await?
+                .into_iter()
+                .find(|s| s["target"] == target && !s["ended_at"].is_null())
+                .ok_or_else(|| anyhow::anyhow!("no refused session on {target} yet"))
+        })
+        .await
+        .unwrap();
+        assert_eq!(s["protocol"], protocol, "{s}");
+        assert_eq!(s["identity_kind"], "agent", "{s}");
+        assert!(!s["identity"].as_str().unwrap().is_empty(), "{s}");
+        let reason = s["end_reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("refused: ") && reason.contains("does not exist"),
+            "{s}"
+        );
+        assert_eq!(s["statements"], 0, "{s}");
+        assert_intact(&api, s["id"].as_str().unwrap()).await;
+    }
+}
+
 #[tokio::test]
 async fn revoking_or_expiring_the_token_ends_its_http_session() {
     let n = Node::start(false, &[]).await;

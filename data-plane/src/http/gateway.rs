@@ -26,7 +26,8 @@ use crate::control::approvals::Approvals;
 use crate::control::audit::AuditSink;
 use crate::control::credentials::CredentialSource;
 use crate::control::snapshot::{NodeSnapshot, NodeTarget, SnapshotCell};
-use crate::pg::relay::session::Limits;
+use crate::pg::relay::SessionCtx;
+use crate::pg::relay::session::{ClientInfo, Limits};
 use crate::sessions::Sessions;
 
 /// What every request of the gateway shares.
@@ -136,7 +137,26 @@ async fn route(
             return Err(GatewayError::Unauthenticated(e));
         }
     };
-    let target = http_target(&snapshot, name)?;
+    let target = match http_target(&snapshot, name) {
+        Ok(t) => t,
+        Err(e) => {
+            let ctx = SessionCtx::new(
+                identity,
+                name.chars().take(64).collect(),
+                shared.limits,
+                shared.audit.clone(),
+                shared.snapshot.clone(),
+            );
+            let client = ClientInfo {
+                peer,
+                tls,
+                protocol: "http",
+                application_name: "",
+            };
+            ctx.refused(&client, &e.to_string());
+            return Err(e);
+        }
+    };
     let session = shared
         .http_sessions
         .get_or_open(

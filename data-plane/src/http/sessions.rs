@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_identity::Identity;
-use sluice_proto::v1;
-use sluice_proto::v1::audit_event::Payload;
 use tokio::sync::OnceCell;
 
 use super::problem::GatewayError;
@@ -20,6 +18,7 @@ use super::scrub::Secrets;
 use super::upstream::Credential;
 use crate::control::snapshot::NodeTarget;
 use crate::pg::relay::SessionCtx;
+use crate::pg::relay::session::ClientInfo;
 use crate::sessions::Kill;
 
 /// One live session.
@@ -170,16 +169,11 @@ async fn open(
     let mut secrets = Secrets::default();
     credential.add_secrets(&mut secrets);
     secrets.add(o.token);
-    ctx.emit(Payload::SessionStart(v1::SessionStart {
-        identity: ctx.identity.name.clone(),
-        identity_kind: ctx.identity.kind.as_str().to_owned(),
-        groups: ctx.identity.groups.clone(),
-        target: ctx.target.clone(),
-        client_addr: o.peer.to_string(),
+    ctx.emit(ctx.start_event(&ClientInfo {
+        peer: o.peer,
         tls: o.tls,
-        protocol: "http".to_owned(),
-        token_id: ctx.identity.token_id.clone(),
-        application_name: String::new(),
+        protocol: "http",
+        application_name: "",
     }))
     .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
     tracing::info!(session_id = %ctx.session_id, identity = %ctx.identity.name, target_name = %target.name, "http session started");

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use sluice_common::Shutdown;
 use sluice_identity::Identity;
-use sluice_proto::v1;
-use sluice_proto::v1::audit_event::Payload;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
@@ -20,7 +18,7 @@ use crate::control::snapshot::{NodeSnapshot, SnapshotCell};
 use crate::pg::catalogs::Catalogs;
 use crate::pg::codec::backend;
 use crate::pg::error::{ClientError, sqlstate};
-use crate::pg::relay::session::{Limits, OnExpiry};
+use crate::pg::relay::session::{ClientInfo, Limits, OnExpiry};
 use crate::pg::relay::{Pids, SessionCtx, relay};
 use crate::pg::upstream::cancel;
 use crate::pg::upstream::connect::{self, UpstreamLimits};
@@ -97,14 +95,32 @@ async fn open_session(
     span.record("identity", identity.name.as_str());
     span.record("target", hello.database.as_str());
     let Some(target) = snapshot.targets.get(&hello.database).cloned() else {
-        return Err(ClientError::fatal(
+        let e = ClientError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!(
                 "target \"{}\" does not exist or is not available to you",
-                hello.database
+                bounded_name(&hello.database)
             ),
         )
-        .with_hint("the database name in the connection string selects the target"));
+        .with_hint("the database name in the connection string selects the target");
+        let ctx = SessionCtx::new(
+            identity,
+            bounded_name(&hello.database),
+            shared.limits,
+            shared.audit.clone(),
+            shared.snapshot.clone(),
+        );
+        let tls = hello.reader.get_mut().is_tls();
+        ctx.refused(
+            &ClientInfo {
+                peer,
+                tls,
+                protocol: "postgres",
+                application_name: "",
+            },
+            &e.message,
+        );
+        return Err(e);
     };
     let ctx = SessionCtx::new(
         identity,
@@ -175,22 +191,18 @@ async fn open_session(
         .with_hint("an administrator must set standard_conforming_strings = on for the target"));
     }
     let is_tls = hello.reader.get_mut().is_tls();
-    ctx.emit(Payload::SessionStart(v1::SessionStart {
-        identity: ctx.identity.name.clone(),
-        identity_kind: ctx.identity.kind.as_str().to_owned(),
-        groups: ctx.identity.groups.clone(),
-        target: ctx.target.clone(),
-        client_addr: peer.to_string(),
-        tls: is_tls,
-        protocol: "postgres".to_owned(),
-        token_id: ctx.identity.token_id.clone(),
-        application_name: hello
-            .forward
-            .iter()
-            .find(|(k, _)| k == "application_name")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
-    }))
+    ctx.emit(
+        ctx.start_event(&ClientInfo {
+            peer,
+            tls: is_tls,
+            protocol: "postgres",
+            application_name: hello
+                .forward
+                .iter()
+                .find(|(k, _)| k == "application_name")
+                .map_or("", |(_, v)| v.as_str()),
+        }),
+    )
     .map_err(|e| ClientError::fatal(sqlstate::CONNECTION_REJECTED, e.to_string()))?;
     let (pid, secret) = shared.sessions.register_cancel(CancelTarget {
         client_secret: 0,
@@ -288,6 +300,11 @@ async fn end_at_expiry(sessions: Arc<Sessions>, session_id: String, expires_at: 
 /// Records a refused sign-in as a session of one event, so auditors find
 /// it with every other session. Best effort: with the audit buffer full the
 /// refusal still stands, and the log line remains.
+/// At most 64 characters of a name a client gave, for messages and records.
+fn bounded_name(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
 fn record_auth_failure(shared: &Shared, hello: &mut Hello, peer: SocketAddr, e: &ClientError) {
     let tls = hello.reader.get_mut().is_tls();
     crate::auth::record_refused_sign_in(

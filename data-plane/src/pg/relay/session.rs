@@ -97,6 +97,19 @@ impl SessionCtx {
     }
 }
 
+/// How a client came, for its session's start event.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo<'a> {
+    /// Its address.
+    pub peer: std::net::SocketAddr,
+    /// Whether it spoke TLS.
+    pub tls: bool,
+    /// `postgres` or `http`.
+    pub protocol: &'static str,
+    /// The name it gave itself, if any.
+    pub application_name: &'a str,
+}
+
 /// Why a held statement was withdrawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Withdrawal {
@@ -632,6 +645,29 @@ impl SessionCtx {
     /// Counts bytes sent to the client.
     pub fn add_to_client(&self, n: usize) {
         self.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The start-of-session event, as the client came.
+    pub fn start_event(&self, client: &ClientInfo<'_>) -> Payload {
+        Payload::SessionStart(v1::SessionStart {
+            identity: self.identity.name.clone(),
+            identity_kind: self.identity.kind.as_str().to_owned(),
+            groups: self.identity.groups.clone(),
+            target: self.target.clone(),
+            client_addr: client.peer.to_string(),
+            tls: client.tls,
+            protocol: client.protocol.to_owned(),
+            token_id: self.identity.token_id.clone(),
+            application_name: client.application_name.to_owned(),
+        })
+    }
+
+    /// Records a session refused once its identity was known (the target
+    /// does not exist, or is not of the client's protocol): started and
+    /// ended at once, so auditors see who tried to reach what.
+    pub fn refused(self, client: &ClientInfo<'_>, reason: &str) {
+        let _ = self.emit(self.start_event(client));
+        let _ = self.emit(self.end_event(&format!("refused: {reason}")));
     }
 
     /// The end-of-session event.
