@@ -627,6 +627,8 @@ async fn large_bodies_stream_unless_the_decision_rests_on_them() {
         let text = resp.text().await.unwrap();
         let p = assert_problem(status, &headers, &text, 413);
         assert!(p["detail"].as_str().unwrap().contains(rule), "{p}");
+        // The rest of the body was never read: the connection is not reused.
+        assert_eq!(headers["connection"], "close");
     }
     // Small bodies on those paths are decided (and held) as before.
     let resp = post("/anything/reviewed", Method::PUT, "small".into())

@@ -20,7 +20,7 @@ use super::headers;
 use super::problem::GatewayError;
 use super::request::{self, Incoming};
 use super::response::{self, Record, SAMPLE_BYTES};
-use super::sessions::{HttpSession, HttpSessions, Opening};
+use super::sessions::{HttpSession, HttpSessions, InFlight, Opening};
 use super::upstream::{self, Clients};
 use crate::control::approvals::Approvals;
 use crate::control::audit::AuditSink;
@@ -77,7 +77,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         Ok((session, target, path)) => serve(&shared, session, &target, parts, body, &path).await,
         Err(e) => {
             tracing::info!(status = e.status().0.as_u16(), error = %e, "http request refused");
-            e.response()
+            if has_body(&parts) {
+                closing(e.response(), parts.version)
+            } else {
+                e.response()
+            }
         }
     }
 }
@@ -202,16 +206,61 @@ async fn serve(
 ) -> Response<Body> {
     let flight = session.start();
     let method = parts.method.as_str().to_owned();
-    let raw_query = parts.uri.query().map(str::to_owned);
     let bounded_path: String = raw_path.chars().take(512).collect();
+    let version = parts.version;
     let body = match request::read(&shared.http, &parts, body).await {
         Ok(b) => b,
         Err(e) => {
             let r = Record::new(flight, undecided(&e), &method, &bounded_path, String::new());
             r.refused(&e);
-            return e.response();
+            return closing(e.response(), version);
         }
     };
+    let streaming = matches!(body, Incoming::Streaming { .. });
+    let resp = serve_read(shared, session, target, parts, body, raw_path, flight).await;
+    // A body not read to its end leaves the connection unusable for another
+    // request: say so, as a reverse proxy should.
+    if streaming {
+        closing(resp, version)
+    } else {
+        resp
+    }
+}
+
+/// Whether the request says it has a body (which a refusal leaves unread).
+fn has_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Marks an HTTP/1 response as the last on its connection (HTTP/2 streams
+/// end on their own).
+fn closing(mut resp: Response<Body>, version: axum::http::Version) -> Response<Body> {
+    if version < axum::http::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// The request once its body has been read (whole, or its head).
+async fn serve_read(
+    shared: &Arc<Shared>,
+    session: Arc<HttpSession>,
+    target: &NodeTarget,
+    parts: Parts,
+    body: Incoming,
+    raw_path: &str,
+    flight: InFlight,
+) -> Response<Body> {
+    let method = parts.method.as_str().to_owned();
+    let raw_query = parts.uri.query().map(str::to_owned);
+    let bounded_path: String = raw_path.chars().take(512).collect();
     if let (Some(q), Some(n)) = (&raw_query, session.credential.reserved_query())
         && upstream::query_names(q, n)
     {
