@@ -11,36 +11,10 @@
 
 use sluice_policy::{HttpRequest, Policy, PolicySet, Subject};
 
-/// The same documents as `customers()` in `benches/http.rs`; with
-/// `address`, each note ends in an email address.
-fn customers(size: usize, address: bool) -> Vec<u8> {
-    let mut out = b"{\"data\": [".to_vec();
-    let mut i = 0u64;
-    while out.len() < size {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(
-            format!(
-                "{{\"id\": {i}, \"name\": \"Customer {i}\", \"email\": \"customer{i}@example.com\", \
-                 \"card_number\": \"4111111111111111\", \"api_key\": \"sk_live_{i:016}\", \
-                 \"balance\": {}.{:02}, \"active\": true, \"tags\": [\"retail\", \"eu\"], \
-                 \"note\": \"prefers contact in the morning; account opened in 2021{}\"}}",
-                i * 7 % 1000,
-                i % 100,
-                if address {
-                    format!("; backup contact backup{i}@corpmail.example")
-                } else {
-                    String::new()
-                }
-            )
-            .as_bytes(),
-        );
-        i += 1;
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
+#[path = "../benches/support/customers.rs"]
+mod customers;
+
+use customers::customers;
 
 fn main() {
     let mut args = std::env::args().skip(1);

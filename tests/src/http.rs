@@ -73,23 +73,9 @@ pub async fn json_server() -> anyhow::Result<Service> {
 /// httpbin (`python3 -m httpbin.core`).
 pub async fn httpbin() -> anyhow::Result<Service> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.path().join("httpbin.log"))?;
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "httpbin.core",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start python3 (pip install -r tests/http/requirements.txt)")?;
+    let port = free_port()?.to_string();
+    let args = ["-m", "httpbin.core", "--host", "127.0.0.1", "--port", &port];
+    let child = python(&dir, "httpbin.log", &args)?;
     wait_up(child, format!("http://127.0.0.1:{port}"), "/get", dir).await
 }
 
@@ -103,27 +89,37 @@ pub async fn httpbin_h2() -> anyhow::Result<Service> {
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem())?;
     std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())?;
     let port = free_port()?;
-    let log = std::fs::File::create(dir.path().join("hypercorn.log"))?;
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "hypercorn",
-            "--certfile",
-            "cert.pem",
-            "--keyfile",
-            "key.pem",
-        ])
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--access-logfile", "access.log"])
-        .args(["--access-logformat", "%(H)s %(m)s %(U)s"])
-        .arg("httpbin:app")
+    let bind = format!("127.0.0.1:{port}");
+    let args = [
+        "-m",
+        "hypercorn",
+        "--certfile",
+        "cert.pem",
+        "--keyfile",
+        "key.pem",
+        "--bind",
+        &bind,
+        "--access-logfile",
+        "access.log",
+        "--access-logformat",
+        "%(H)s %(m)s %(U)s",
+        "httpbin:app",
+    ];
+    let child = python(&dir, "hypercorn.log", &args)?;
+    wait_up(child, format!("https://127.0.0.1:{port}"), "/get", dir).await
+}
+
+/// `python3 ARGS` in `dir`, its output to `log` there.
+fn python(dir: &tempfile::TempDir, log: &str, args: &[&str]) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.path().join(log))?;
+    Command::new("python3")
+        .args(args)
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .context("cannot start python3 (pip install -r tests/http/requirements.txt)")?;
-    wait_up(child, format!("https://127.0.0.1:{port}"), "/get", dir).await
+        .context("cannot start python3 (pip install -r tests/http/requirements.txt)")
 }
 
 async fn wait_up(

@@ -91,8 +91,19 @@ impl Catalogs {
         if fresh == Some(true) {
             return Ok(());
         }
-        self.read(target, tables.into(), Arc::new(login.clone()))
+        let usable =
+            |e: &mut Entry| *e.tables == *tables && e.loaded.elapsed() < self.ttl * MAX_AGE_TTLS;
+        match self
+            .read(target, tables.clone().into(), Arc::new(login.clone()))
             .await
+        {
+            // The catalog held is still within the age statements accept.
+            Err(e) if self.with_entry(target, usable) == Some(true) => {
+                tracing::warn!(target = %target, error = %e, "cannot read the target's catalog again; using the one held");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// The catalog to decide with, for the masked `tables` (none when
@@ -213,5 +224,94 @@ impl Catalogs {
 
     fn with_entry<T>(&self, target: &str, f: impl FnOnce(&mut Entry) -> T) -> Option<T> {
         self.entries.lock().ok()?.get_mut(target).map(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A login for a port nothing listens on: every read fails.
+    fn unreachable() -> v1::Target {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        v1::Target {
+            host: "127.0.0.1".into(),
+            port: u32::from(port),
+            tls_mode: "disable".into(),
+            ..Default::default()
+        }
+    }
+
+    fn catalogs() -> Arc<Catalogs> {
+        let limits = UpstreamLimits {
+            connect_timeout: Duration::from_secs(2),
+            max_message: 1 << 20,
+            stall: Duration::from_secs(2),
+        };
+        Catalogs::new(limits, Duration::from_secs(10))
+    }
+
+    fn hold(c: &Catalogs, tables: &Tables, loaded: Instant) {
+        c.entries.lock().unwrap().insert(
+            "t".into(),
+            Entry {
+                catalog: Arc::new(Catalog::default()),
+                tables: tables.clone(),
+                loaded,
+                login: Arc::new(unreachable()),
+                due: Some(Instant::now()),
+                refreshing: false,
+            },
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_falls_back_only_to_a_catalog_young_enough() {
+        let tables: Tables = Arc::from([("public".to_owned(), "customers".to_owned())]);
+        let c = catalogs();
+        // Nothing held: the session cannot start.
+        assert!(
+            c.prepare("t", tables.to_vec(), &unreachable())
+                .await
+                .is_err()
+        );
+        assert!(matches!(
+            c.current("t", &tables),
+            Err(CatalogUnavailable::Missing)
+        ));
+        // One held, due again but within ten times its time to live: used.
+        hold(&c, &tables, Instant::now());
+        assert!(
+            c.prepare("t", tables.to_vec(), &unreachable())
+                .await
+                .is_ok()
+        );
+        assert!(c.current("t", &tables).unwrap().is_some());
+        // Too old: refused, and statements are denied.
+        let Some(old) = Instant::now().checked_sub(Duration::from_secs(101)) else {
+            return;
+        };
+        hold(&c, &tables, old);
+        assert!(
+            c.prepare("t", tables.to_vec(), &unreachable())
+                .await
+                .is_err()
+        );
+        assert!(matches!(
+            c.current("t", &tables),
+            Err(CatalogUnavailable::TooOld(_))
+        ));
+        // Other tables than those held: missing until read.
+        let other: Tables = Arc::from([("public".to_owned(), "orders".to_owned())]);
+        hold(&c, &tables, Instant::now());
+        assert!(matches!(
+            c.current("t", &other),
+            Err(CatalogUnavailable::Missing)
+        ));
+        // Nothing masked: no catalog needed.
+        assert!(c.current("t", &[]).unwrap().is_none());
     }
 }

@@ -485,6 +485,12 @@ fn views_that_steer_on_masked_values_or_cannot_be_read_are_denied() {
     assert!(e.contains("nests views"), "{e}");
 }
 
+/// Asserts `sql` is denied with a reason containing `why`.
+fn denied_in(sql: &str, view: &dyn MaskView, why: &str) {
+    let e = run_in(sql, view).expect_err(sql);
+    assert!(e.contains(why), "{sql}: {e}");
+}
+
 #[test]
 fn writing_masked_values_anywhere_is_denied() {
     let v = views();
@@ -500,8 +506,7 @@ fn writing_masked_values_anywhere_is_denied() {
         "CREATE VIEW leak AS SELECT * FROM contacts",
         "SELECT ssn INTO copy FROM customers",
     ] {
-        let e = run_in(sql, &v).expect_err(sql);
-        assert!(e.contains("the copy would not be masked"), "{sql}: {e}");
+        denied_in(sql, &v, "the copy would not be masked");
     }
     for sql in [
         "ALTER TABLE customers RENAME TO c2",
@@ -510,8 +515,7 @@ fn writing_masked_values_anywhere_is_denied() {
         "CREATE OR REPLACE VIEW contacts AS SELECT 1 AS id",
         "MERGE INTO customers c USING staging s ON c.id = s.id WHEN MATCHED THEN UPDATE SET name = s.name",
     ] {
-        let e = run_in(sql, &v).expect_err(sql);
-        assert!(e.contains("which holds masked columns"), "{sql}: {e}");
+        denied_in(sql, &v, "which holds masked columns");
     }
     for sql in [
         "INSERT INTO orders (customer_id) SELECT id FROM customers",
