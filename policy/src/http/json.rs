@@ -119,6 +119,8 @@ pub struct JsonMasker {
     key: String,
     /// Scratch for a masked value before it is encoded.
     scratch: Vec<u8>,
+    /// Scratch for the detectors' spans in a value.
+    spans: Vec<(usize, usize, usize)>,
     /// Values masked per rule since the counts were last brought up to
     /// date: a counter per value instead of a map look-up per value.
     rule_counts: Vec<u64>,
@@ -155,6 +157,7 @@ impl JsonMasker {
             hits: Vec::new(),
             key: String::new(),
             scratch: Vec::new(),
+            spans: Vec::new(),
             rule_counts,
             detector_counts,
             error,
@@ -300,6 +303,9 @@ impl JsonMasker {
                 State::Failed => return Err(HttpMaskError::Closed),
                 _ => {}
             }
+            // Between tokens: whitespace (usually one space after `:` and
+            // `,`) is passed here, without a trip round the loop.
+            let mut b = b;
             if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
                 let start = i;
                 i += 1;
@@ -307,7 +313,10 @@ impl JsonMasker {
                     i += 1;
                 }
                 self.pass(out, start, i);
-                continue;
+                match chunk.get(i) {
+                    Some(&next) => b = next,
+                    None => break,
+                }
             }
             i += 1;
             match self.state {
@@ -613,9 +622,7 @@ impl JsonMasker {
         }
         if let Some(m) = self.mask {
             self.apply_mask(m, &decoded, out);
-        } else if let Some(v) = self.scrub(&decoded) {
-            encode(&v, out.out());
-        } else {
+        } else if !self.detect(&decoded, self.escaped, out) {
             unchanged(out);
         }
         self.value_done();
@@ -643,6 +650,68 @@ impl JsonMasker {
             out.extend_from_slice(b"null");
         }
         self.rule_counts[m] += 1;
+    }
+
+    /// A value no mask selects (a string's contents, `escaped` if it had an
+    /// escape, or a number) through the detectors: written as a string
+    /// with their finds replaced; `false` (nothing written) when they found
+    /// nothing.
+    fn detect(&mut self, value: &[u8], escaped: bool, out: &mut Sink<'_>) -> bool {
+        match self.scrub_plain(value, escaped, out) {
+            Some(written) => written,
+            None => self.scrub_encoded(value, out),
+        }
+    }
+
+    /// A string value without escapes, in ASCII, under one set of
+    /// detectors whose names need no escape (the usual case): written at
+    /// once with the finds replaced, since the rest of it is already valid
+    /// between quotes. Whether something was written (`false`: nothing
+    /// found), or `None` when the value is not such a value.
+    fn scrub_plain(&mut self, value: &[u8], escaped: bool, out: &mut Sink<'_>) -> Option<bool> {
+        let [m] = self.plan.detectors.as_slice() else {
+            return None;
+        };
+        if self.suppress.is_some() || escaped || !m.detectors.names_plain() {
+            return None;
+        }
+        let mut spans = std::mem::take(&mut self.spans);
+        m.detectors.spans_into(value, &mut spans);
+        if spans.is_empty() {
+            self.spans = spans;
+            return Some(false);
+        }
+        if !value.is_ascii() {
+            // Rare: found in a value that `encode` may have to rewrite.
+            self.spans = spans;
+            return None;
+        }
+        let out = out.out();
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        self.hits.clear();
+        m.detectors.replace(value, &spans, out, &mut self.hits);
+        out.push(b'"');
+        self.spans = spans;
+        let counts = &mut self.detector_counts[0];
+        for h in &self.hits {
+            if let Some(n) = counts.get_mut(h.detector) {
+                *n += 1;
+            }
+        }
+        Some(true)
+    }
+
+    /// Any other string value through the detectors, re-encoded when they
+    /// found something; `false` (nothing written) when they did not.
+    fn scrub_encoded(&mut self, value: &[u8], out: &mut Sink<'_>) -> bool {
+        match self.scrub(value) {
+            Some(v) => {
+                encode(&v, out.out());
+                true
+            }
+            None => false,
+        }
     }
 
     /// The value with every detector's finds replaced, or `None` if none
@@ -710,12 +779,11 @@ impl JsonMasker {
     fn end_scalar(&mut self, raw: &[u8], span: Option<(usize, usize)>, out: &mut Sink<'_>) {
         if let Some(m) = self.mask {
             self.apply_mask(m, raw, out);
-        } else if let Some(v) = self.scrub(raw) {
-            encode(&v, out.out());
-        } else if let Some((a, b)) = span {
-            self.pass(out, a, b);
-        } else {
-            self.emit(out, raw);
+        } else if !self.detect(raw, false, out) {
+            match span {
+                Some((a, b)) => self.pass(out, a, b),
+                None => self.emit(out, raw),
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct JsonPath {
 }
 
 /// The most steps a selector may have.
-const MAX_STEPS: usize = 64;
+const MAX_STEPS: usize = 63;
 
 impl JsonPath {
     /// Parses a selector.
@@ -155,10 +155,10 @@ impl JsonPath {
 /// How far a selector has matched a path prefix, for matching values one
 /// element at a time as a streaming reader meets them: bit `k` is set when
 /// the first `k` steps match the prefix (a selector has at most
-/// [`MAX_STEPS`] steps, so bits 0 to 64 are enough). Matching a value then
+/// [`MAX_STEPS`] steps, so bits 0 to 63 are enough). Matching a value then
 /// costs one [`JsonPath::advance`] per element entered, not a walk of the
 /// whole path per value.
-pub type Progress = u128;
+pub type Progress = u64;
 
 /// One element of a path as [`JsonPath::advance`] takes it: borrowed, so a
 /// streaming reader need not build an [`Elem`].

@@ -3,6 +3,8 @@
 //! [`RegexSet`], so a value with nothing to find (the common case) costs a
 //! single scan; only the patterns that matched are run again to find spans.
 
+mod email;
+
 use regex::bytes::{Regex, RegexSet};
 
 use super::model::{CustomDetectorDoc, DetectorKind};
@@ -65,6 +67,11 @@ pub struct Detectors {
     /// With built-ins only, a coarser first test than theirs (see
     /// [`Gate`]); `None` when a custom detector (always run) is present.
     gate: Option<Gate>,
+    /// Whether every name is printable ASCII without `"` or `\\`.
+    plain_names: bool,
+    /// No match of any detector is shorter (1 with a custom one): shorter
+    /// values (ids, amounts, short words) are turned away on their length.
+    shortest: usize,
 }
 
 /// What a value needs for any of a set of built-ins to match, in one test
@@ -171,6 +178,30 @@ fn builtin(kind: DetectorKind) -> Builtin {
     }
 }
 
+/// The length of the shortest text the built-in `kind`'s pattern matches
+/// (a lower bound: its check may want more), checked against the patterns
+/// in the tests.
+fn shortest_match(kind: DetectorKind) -> usize {
+    match kind {
+        // a@b.cd
+        DetectorKind::Email => 6,
+        // +1 1 22 33 without separators
+        DetectorKind::Phone => 7,
+        // eyJa.eyJb.
+        DetectorKind::Jwt => 10,
+        // npm_ and six more
+        DetectorKind::SecretKey => 10,
+        // 123-45-6789
+        DetectorKind::Ssn => 11,
+        // GB82 and two groups of four
+        DetectorKind::Iban => 12,
+        DetectorKind::Card => 13,
+        DetectorKind::AwsAccessKey => 20,
+        // -----BEGIN and PRIVATE KEY-----
+        DetectorKind::PrivateKey => 26,
+    }
+}
+
 impl Detectors {
     /// Compiles the enabled built-ins and the custom detectors.
     pub fn new(
@@ -223,17 +254,36 @@ impl Detectors {
         })?;
         let kinds: Vec<Option<DetectorKind>> = detectors.iter().map(|d| d.kind).collect();
         let gate = Gate::of(&kinds);
+        let plain_names = detectors.iter().all(|d| {
+            d.name
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        });
+        let shortest = kinds
+            .iter()
+            .map(|k| k.map_or(1, shortest_match))
+            .min()
+            .unwrap_or(1);
         Ok(Self {
             set,
             detectors,
             kinds,
             gate,
+            plain_names,
+            shortest,
         })
     }
 
     /// No detector at all.
     pub fn is_empty(&self) -> bool {
         self.detectors.is_empty()
+    }
+
+    /// Whether every `[name]` [`Detectors::replace`] writes may stand in a
+    /// JSON string as it is, so a plain value with finds replaced needs no
+    /// re-encoding.
+    pub fn names_plain(&self) -> bool {
+        self.plain_names
     }
 
     /// Number of detectors.
@@ -248,58 +298,67 @@ impl Detectors {
 
     /// Every detected span in `value` as `(start, end, detector)`, sorted
     /// by start; spans may overlap.
+    pub fn spans(&self, value: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut spans = Vec::new();
+        self.spans_into(value, &mut spans);
+        spans
+    }
+
+    /// [`Detectors::spans`] into `spans` (cleared first), so a caller
+    /// scanning many values reuses one buffer.
     ///
     /// When the prefilter leaves at most [`DIRECT_MAX`] candidates (an
     /// address in a note leaves only the email pattern), their own patterns
     /// run directly: one pass each, instead of the set's pass to tell
     /// whether anything matches, its pass to tell which, and then theirs.
-    pub fn spans(&self, value: &[u8]) -> Vec<(usize, usize, usize)> {
-        if self.detectors.is_empty() {
-            return Vec::new();
+    pub fn spans_into(&self, value: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
+        spans.clear();
+        if self.detectors.is_empty() || value.len() < self.shortest {
+            return;
         }
         let Some(profile) = Profile::of(value) else {
-            return self.scan(value);
+            return self.scan(value, spans);
         };
         if self.gate.is_some_and(|g| !g.open(&profile)) {
-            return Vec::new();
+            return;
         }
         let mut candidates = [0usize; DIRECT_MAX];
         let mut n = 0;
         for (i, kind) in self.kinds.iter().enumerate() {
             if kind.is_none_or(|k| profile.needs(k)) {
                 if n == DIRECT_MAX {
-                    return self.scan(value);
+                    return self.scan(value, spans);
                 }
                 candidates[n] = i;
                 n += 1;
             }
         }
-        let mut spans = Vec::new();
         for &i in &candidates[..n] {
-            self.find(i, value, &mut spans);
+            self.find(i, value, spans);
         }
         spans.sort_unstable();
-        spans
     }
 
-    /// [`Self::spans`] without the prefilter.
-    fn scan(&self, value: &[u8]) -> Vec<(usize, usize, usize)> {
-        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    /// [`Self::spans_into`] without the prefilter.
+    fn scan(&self, value: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
         // `is_match` stops early and allocates nothing; most values end here.
         if !self.set.is_match(value) {
-            return spans;
+            return;
         }
         let matched = self.set.matches(value);
         for i in matched.iter() {
-            self.find(i, value, &mut spans);
+            self.find(i, value, spans);
         }
         spans.sort_unstable();
-        spans
     }
 
     /// Adds the spans of detector `i` in `value` that pass its check.
     fn find(&self, i: usize, value: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
         let d = &self.detectors[i];
+        if d.kind == Some(DetectorKind::Email) {
+            email::find_emails(value, |start, end| spans.push((start, end, i)));
+            return;
+        }
         for m in d.regex.find_iter(value) {
             let ok = match d.check {
                 Check::None => true,
@@ -768,7 +827,9 @@ mod tests {
     }
 
     fn prefilter_agrees(d: &Detectors, v: &[u8]) {
-        assert_eq!(d.spans(v), d.scan(v), "{:?}", String::from_utf8_lossy(v));
+        let mut scanned = Vec::new();
+        d.scan(v, &mut scanned);
+        assert_eq!(d.spans(v), scanned, "{:?}", String::from_utf8_lossy(v));
     }
 
     #[test]
@@ -853,6 +914,27 @@ mod tests {
             let naive = v.split(|b| !b.is_ascii_alphanumeric()).any(|r| r.len() >= n);
             proptest::prop_assert_eq!(has_alnum_run(&v, n), naive);
         }
+    }
+
+    #[test]
+    fn no_built_in_matches_anything_shorter_than_its_bound() {
+        for kind in ALL {
+            let (name, pattern, _) = builtin(kind);
+            let hir = regex_syntax::parse(pattern).unwrap();
+            let shortest = hir.properties().minimum_len().unwrap();
+            assert_eq!(shortest_match(kind), shortest, "{name}");
+        }
+        let d = all();
+        assert_eq!(d.shortest, 6);
+        assert!(d.spans(b"a@b.c").is_empty());
+        assert_eq!(d.spans(b"a@b.cd"), vec![(0, 6, 0)]);
+        let custom = CustomDetectorDoc {
+            name: "x".into(),
+            pattern: "x".into(),
+        };
+        let d = Detectors::new(&ALL, &[custom]).unwrap();
+        assert_eq!(d.shortest, 1);
+        assert_eq!(scrub(&d, "x").0, "[x]");
     }
 
     #[test]
