@@ -264,8 +264,6 @@ struct Pipe {
     /// Bytes received from the upstream: an empty body has nothing to mask
     /// (and is no invalid JSON document).
     received: u64,
-    /// The masker's output before the scrubber, reused for every chunk.
-    masked: Vec<u8>,
 }
 
 fn failed(p: &mut Pipe, why: &str) -> std::io::Error {
@@ -283,9 +281,8 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
         return None;
     }
     loop {
-        let mut masked = std::mem::take(&mut p.masked);
-        masked.clear();
-        let mut out = Vec::with_capacity(masked.capacity());
+        // Masked into, scrubbed in and sent from this one buffer.
+        let mut out = Vec::new();
         let next = tokio::select! {
             biased;
             () = p.ended.cancelled() => {
@@ -305,24 +302,26 @@ async fn step(mut p: Pipe) -> Option<(Result<Bytes, std::io::Error>, Pipe)> {
             }
             Ok(Some(Ok(chunk))) => {
                 p.received += chunk.len() as u64;
-                if let Err(e) = p.masker.push(&chunk, &mut masked) {
+                p.scrub.begin(&mut out);
+                out.reserve(chunk.len());
+                if let Err(e) = p.masker.push(&chunk, &mut out) {
                     let e = failed(&mut p, &format!("the response could not be masked: {e}"));
                     return Some((Err(e), p));
                 }
-                p.scrub.push(&masked, &mut out);
-                p.masked = masked;
+                p.scrub.release(&mut out);
                 if out.is_empty() {
                     continue;
                 }
             }
             Ok(None) => {
+                p.scrub.begin(&mut out);
                 if p.received > 0
-                    && let Err(e) = p.masker.finish(&mut masked)
+                    && let Err(e) = p.masker.finish(&mut out)
                 {
                     let e = failed(&mut p, &format!("the response could not be masked: {e}"));
                     return Some((Err(e), p));
                 }
-                p.scrub.push(&masked, &mut out);
+                p.scrub.release(&mut out);
                 p.scrub.finish(&mut out);
                 p.done = true;
                 if let Some(c) = p.masker.counts() {
@@ -372,7 +371,6 @@ pub fn stream(
         record,
         done: false,
         received: 0,
-        masked: Vec::new(),
     };
     let body = Body::from_stream(futures::stream::unfold(pipe, step));
     let mut resp = Response::new(body);

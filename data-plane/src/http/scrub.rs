@@ -111,23 +111,28 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// Scrubs `chunk`, appending what is safe to send to `out`; keeps back
-    /// the tail that could be the start of a secret.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Starts the next piece of the body where the last one was held back:
+    /// appends the held bytes to `text` (empty), after which the caller
+    /// appends the piece itself and calls [`Scrubber::release`]. The body is
+    /// so scrubbed in the buffer it is sent from, without a copy of its own.
+    pub fn begin(&mut self, text: &mut Vec<u8>) {
+        text.append(&mut self.held);
+    }
+
+    /// Scrubs `text` (begun with [`Scrubber::begin`]) and holds back its
+    /// tail that could be the start of a secret; what is left is safe to
+    /// send. Held bytes are scanned again with the next piece; a
+    /// replacement held back among them is harmless, since it contains no
+    /// secret.
+    pub fn release(&mut self, text: &mut Vec<u8>) {
         if self.secrets.is_empty() {
-            out.extend_from_slice(chunk);
             return;
         }
+        self.replace(text);
         let keep = self.secrets.longest().saturating_sub(1);
-        let mut text = std::mem::take(&mut self.held);
-        text.extend_from_slice(chunk);
-        self.replace(&mut text);
         let cut = text.len().saturating_sub(keep);
-        // Held bytes are scanned again with the next chunk; a replacement
-        // held back among them is harmless, since it contains no secret.
-        out.extend_from_slice(&text[..cut]);
-        text.drain(..cut);
-        self.held = text;
+        self.held.extend_from_slice(&text[cut..]);
+        text.truncate(cut);
     }
 
     /// Sends what was held back.
@@ -166,6 +171,15 @@ impl Scrubber {
 mod tests {
     use super::*;
 
+    /// One piece through the scrubber, as the response pipe sends it.
+    fn feed(sc: &mut Scrubber, piece: &[u8], out: &mut Vec<u8>) {
+        let mut text = Vec::new();
+        sc.begin(&mut text);
+        text.extend_from_slice(piece);
+        sc.release(&mut text);
+        out.extend_from_slice(&text);
+    }
+
     #[test]
     fn secrets_split_anywhere_are_scrubbed() {
         let mut s = Secrets::default();
@@ -175,8 +189,8 @@ mod tests {
         for cut in 0..body.len() {
             let mut sc = s.scrubber();
             let mut out = Vec::new();
-            sc.push(&body[..cut], &mut out);
-            sc.push(&body[cut..], &mut out);
+            feed(&mut sc, &body[..cut], &mut out);
+            feed(&mut sc, &body[cut..], &mut out);
             sc.finish(&mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(!text.contains("sk_upstream"), "cut {cut}: {text}");
@@ -194,7 +208,7 @@ mod tests {
         s.add("xyzxyz");
         let mut sc = s.scrubber();
         let mut out = Vec::new();
-        sc.push(b"xxabcdefghijklyy cdef12 zz xyzxyzxyz.", &mut out);
+        feed(&mut sc, b"xxabcdefghijklyy cdef12 zz xyzxyzxyz.", &mut out);
         sc.finish(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
