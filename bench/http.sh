@@ -11,7 +11,9 @@
 # static file of generated customers with emails, card numbers, API keys
 # and notes the detectors clean) with BIG_CONNS connections (default 4),
 # checks that the body Sluice returns is really masked, and prints the
-# node's peak resident memory (VmHWM) before and after the 10 MB runs.
+# node's peak resident memory (VmHWM) before and after the 10 MB runs and
+# the CPU milliseconds per request json-server, nginx and the node spent
+# in each 10 MB run.
 #
 #   bench/http.sh [DURATION] [CONNECTIONS]   (defaults 20s, 32)
 #   BIG_MB=10 BIG_CONNS=4 bench/http.sh 8s 32
@@ -71,7 +73,8 @@ PY
 JS_PORT=$(free_port)
 node tests/http/node_modules/json-server/lib/cli/bin.js --quiet --host 127.0.0.1 --port "$JS_PORT" \
   --static "$(realpath --relative-to=. "$WORK/public")" "$WORK/db.json" >"$WORK/js.log" 2>&1 &
-PIDS+=($!)
+JS_PID=$!
+PIDS+=($JS_PID)
 wait_http "http://127.0.0.1:$JS_PORT/customers/1"
 
 # nginx as the plain reverse proxy to compare with.
@@ -102,7 +105,8 @@ http {
 }
 CONF
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NG_PID=$!
+PIDS+=($NG_PID)
 wait_http "http://127.0.0.1:$NG_PORT/customers/1"
 
 # sluice dev with the crm target and a masking policy.
@@ -138,7 +142,24 @@ wait_http -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm/
 run() {
   local name=$1; shift
   echo "== $name"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" | grep -E 'Requests/sec|Transfer/sec|^ +50%|^ +99%|Non-2xx|Socket errors'
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$@" | tee "$WORK/wrk.out" | grep -E 'Requests/sec|Transfer/sec|^ +50%|^ +99%|Non-2xx|Socket errors'
+}
+# CPU time (user + system, in clock ticks) of a process and its children
+# (nginx's workers).
+ticks() { local t=0 q; for q in "$1" $(pgrep -P "$1" || true); do t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat"))); done; echo "$t"; }
+# `run`, then the CPU milliseconds per request that json-server, nginx and
+# the node each spent during it: on a 2-core machine shared by all of them
+# and wrk, throughput follows the total.
+run_cpu() {
+  local before=() after=() p
+  for p in "$JS_PID" "$NG_PID" "$SLUICE_PID"; do before+=("$(ticks "$p")"); done
+  run "$@"
+  for p in "$JS_PID" "$NG_PID" "$SLUICE_PID"; do after+=("$(ticks "$p")"); done
+  local n hz
+  n=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+  hz=$(getconf CLK_TCK)
+  awk -v n="$n" -v hz="$hz" -v j="$((after[0] - before[0]))" -v g="$((after[1] - before[1]))" -v s="$((after[2] - before[2]))" \
+    'BEGIN { f = 1000 / hz / n; printf "cpu ms per request: json-server %.1f, nginx %.1f, sluice %.1f\n", j * f, g * f, s * f }'
 }
 # The sluice node's peak and current resident memory (its own process, not
 # a wrapper's).
@@ -169,7 +190,7 @@ print(f"masked: ok ({len(masked)} customers, no email, card number, API key or n
 PY
 echo "sluice memory before: $(rss)"
 CONNS=$BIG_CONNS
-run "direct ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$JS_PORT$BIG"
-run "nginx ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$NG_PORT$BIG"
-run "sluice ${BIG_MB} MB" --timeout 60s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm$BIG"
+run_cpu "direct ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$JS_PORT$BIG"
+run_cpu "nginx ${BIG_MB} MB" --timeout 60s "http://127.0.0.1:$NG_PORT$BIG"
+run_cpu "sluice ${BIG_MB} MB" --timeout 60s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/http/crm$BIG"
 echo "sluice memory after: $(rss)"
