@@ -173,11 +173,42 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// A port free right now on 127.0.0.1.
+/// A port nothing listens on, for a server a test starts a little later.
+/// It is taken below the kernel's range for outgoing connections: a port
+/// from that range (what binding port 0 gives) can be taken in the meantime
+/// by any connection the test makes, to Postgres, Redis or a control plane.
 pub fn free_port() -> anyhow::Result<u16> {
+    const FLOOR: u32 = 10_000;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = outgoing_ports_start().unwrap_or(32_768);
+    if low > FLOOR + 1_000 {
+        // Spread over the range, apart from other test processes' picks.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+        for _ in 0..256 {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = FLOOR + seed.wrapping_add(n.wrapping_mul(7_919)) % (low - FLOOR);
+            let port = u16::try_from(port)?;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The first port of the kernel's range for outgoing connections.
+fn outgoing_ports_start() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The REST API with a bearer token.
