@@ -44,14 +44,16 @@ fn rule(col: &str) -> Taint {
 }
 
 fn run(sql: &str) -> Result<Lineage, String> {
-    let sql = sql.replacen("TABLE ", "SELECT * FROM ", 1);
-    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).unwrap();
-    lineage(&stmts[0], &Ref)
+    run_in(&sql.replacen("TABLE ", "SELECT * FROM ", 1), &Ref)
 }
 
 fn ones(sql: &str) -> Vec<Taint> {
-    run(sql)
-        .unwrap()
+    singles(sql, run(sql))
+}
+
+/// Each output column's taint, where every column is a single one.
+fn singles(sql: &str, l: Result<Lineage, String>) -> Vec<Taint> {
+    l.unwrap()
         .columns
         .into_iter()
         .map(|c| match c {
@@ -428,15 +430,7 @@ fn run_in(sql: &str, view: &dyn MaskView) -> Result<Lineage, String> {
 }
 
 fn ones_in(sql: &str, view: &dyn MaskView) -> Vec<Taint> {
-    run_in(sql, view)
-        .unwrap()
-        .columns
-        .into_iter()
-        .map(|c| match c {
-            OutCol::One(t) => t,
-            OutCol::Span(s) => panic!("{sql}: span {s:?}"),
-        })
-        .collect()
+    singles(sql, run_in(sql, view))
 }
 
 #[test]
